@@ -1,0 +1,5 @@
+"""Allow `python -m voiceterm`."""
+
+from voiceterm.cli import main
+
+raise SystemExit(main())

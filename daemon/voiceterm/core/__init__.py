@@ -1,0 +1,1 @@
+"""Pure core: state, status view, reconnect policy, playout buffer, PCM helpers. No I/O."""

@@ -1,0 +1,34 @@
+"""The bot link's observable state: a small pure value shared by the link, the status view and the app."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class LinkState(enum.Enum):
+    """Where the link to the bot is in its life."""
+
+    OFFLINE = "offline"  # not started yet, or closed on purpose
+    CONNECTING = "connecting"  # start endpoint call or WebSocket handshake under way
+    CONNECTED = "connected"  # socket open, client-ready sent, bot-ready not seen yet
+    READY = "ready"  # bot-ready seen (or handshake wait gave up: the session works anyway)
+    BACKING_OFF = "backing-off"  # waiting before the next attempt
+    FAILED = "failed"  # attempt budget spent; waits for a wake-up (button press)
+
+    @property
+    def is_up(self) -> bool:
+        """True when audio can flow to the bot."""
+        return self in (LinkState.CONNECTED, LinkState.READY)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """A snapshot of the link, as the rest of the daemon sees it."""
+
+    state: LinkState = LinkState.OFFLINE
+    attempt: int = 0  # consecutive failed attempts since the last good session
+    last_error: str | None = None  # one line, never holds a secret
+    unfixable: bool = False  # the last failure is one a retry cannot fix (401/403, 4003, TLS)
+    connects_total: int = 0  # sessions opened since start
+    since: float = 0.0  # trio/monotonic time the state was entered

@@ -1,0 +1,1 @@
+"""The trio shell: link, ALSA, GPIO, keyboard, systemd notify, control socket."""

@@ -1,0 +1,1 @@
+"""Pure wire protocol: Pipecat protobuf frames, RTVI messages, Twilio media streams."""

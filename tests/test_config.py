@@ -1,0 +1,158 @@
+"""The TOML configuration: defaults, the shipped example, and one clear line for every bad file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voiceterm import cli
+from voiceterm.config import (
+    DEFAULT_CONFIG_PATH,
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_path_from,
+    effective_config,
+    load_config,
+    render_toml,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "voiceterm.toml"
+BAD = sorted((Path(__file__).parent / "data" / "bad_configs").glob("*.toml"))
+
+
+def _expectations(path: Path) -> list[str]:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), path
+    return [part.strip() for part in first.removeprefix("# expect: ").split("|")]
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_config(empty, environ={}) == Config()
+
+
+def test_shipped_example_loads_and_equals_defaults() -> None:
+    assert load_config(EXAMPLE, environ={}) == Config()
+
+
+def test_shipped_example_documents_every_key() -> None:
+    text = EXAMPLE.read_text()
+    for section, table in effective_config(Config()).items():
+        assert f"[{section}]" in text
+        for key in table:
+            assert f"\n{key} = " in text, f"{section}.{key} missing from the example"
+
+
+def test_render_round_trips(tmp_path: Path) -> None:
+    cfg = config_from_dict({"audio": {"period_ms": 10}, "gpio": {"rgb_pins": [5, 6, 13]}}, environ={})
+    out = tmp_path / "out.toml"
+    out.write_text(render_toml(cfg))
+    assert load_config(out, environ={}) == cfg
+
+
+def test_path_precedence() -> None:
+    assert config_path_from("/a.toml", {"VOICETERM_CONFIG": "/b.toml"}) == "/a.toml"
+    assert config_path_from(None, {"VOICETERM_CONFIG": "/b.toml"}) == "/b.toml"
+    assert config_path_from(None, {}) == DEFAULT_CONFIG_PATH
+
+
+def test_there_are_a_dozen_bad_files() -> None:
+    assert len(BAD) >= 12
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_file_one_line_exit_78(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["check-config", "--config", str(path)])
+    out, err = capsys.readouterr()
+    assert status == EX_CONFIG
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert str(path) in lines[0]
+    for needle in _expectations(path):
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert "Traceback" not in err
+
+
+def test_check_config_prints_effective_config_masked(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cr3t-t0ken\n")
+    cfg_file = tmp_path / "v.toml"
+    cfg_file.write_text(
+        f'[bot]\ntoken_file = "{token_file}"\n[bot.headers]\nAuthorization = "Bearer abc123"\nX-Site = "lobby"\n'
+    )
+    env = {**os.environ, "VOICETERM_CONFIG": str(cfg_file)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceterm", "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "s3cr3t-t0ken" not in proc.stdout and "abc123" not in proc.stdout
+    assert 'token = "<set>"' in proc.stdout
+    assert 'X-Site = "lobby"' in proc.stdout
+    assert "[push_to_talk]" in proc.stdout
+
+
+def test_check_config_example_via_console_script() -> None:
+    exe = Path(sys.executable).parent / "voiceterm"
+    proc = subprocess.run(
+        [str(exe), "check-config", "-c", str(EXAMPLE)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# effective configuration from")
+
+
+def test_bad_file_via_console_script_exits_78() -> None:
+    exe = Path(sys.executable).parent / "voiceterm"
+    bad = next(p for p in BAD if p.stem == "unknown_key_typo")
+    proc = subprocess.run(
+        [str(exe), "check-config", "-c", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == EX_CONFIG
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_credentials_directory_token(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("cred-token\n")
+    cfg = config_from_dict({}, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert cfg.bot.token == "cred-token"
+    assert "cred-token" not in render_toml(cfg)
+
+
+def test_unreadable_token_file(tmp_path: Path) -> None:
+    # A directory cannot be read as a file, even by root (the tests run as root in CI).
+    with pytest.raises(ConfigError, match=r"bot\.token_file: cannot read"):
+        config_from_dict({"bot": {"token_file": str(tmp_path)}}, environ={})
+
+
+def test_token_file_with_two_words(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text("one two\n")
+    with pytest.raises(ConfigError, match="more than one word") as info:
+        config_from_dict({"bot": {"token_file": str(f)}}, environ={})
+    assert "one" not in str(info.value).split(":")[-1]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    from voiceterm import __version__
+
+    assert capsys.readouterr().out.strip() == f"voiceterm {__version__}"
