@@ -1,0 +1,427 @@
+"""The daemon whole: one trio nursery wiring the link, mic, speaker, panel, status and systemd notifier.
+
+Each task owns one resource. The pure `Terminal` decides; this module only carries inputs to it and carries
+its commands out. Signals: SIGTERM/SIGINT end the daemon within a second (saying goodbye to the bot when
+connected) with status 0; SIGHUP re-reads the configuration and applies what can change live. An unexpected
+task failure propagates out of the nursery and ends the process non-zero, so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import trio
+
+from voiceterm import __version__
+from voiceterm.config import Config, ConfigError, effective_config, load_config
+from voiceterm.core.linkstate import LinkState, LinkStatus
+from voiceterm.core.terminal import (
+    Earcon,
+    FlushPlayback,
+    Quit,
+    ReconnectNow,
+    SendMessage,
+    Terminal,
+    WakeLink,
+)
+from voiceterm.io.link import Link, SessionStarted
+from voiceterm.io.notify import Notifier, watchdog_period
+from voiceterm.logs import kv, set_level, setup_logging
+from voiceterm.protocol.events import AudioChunk
+from voiceterm.protocol.registry import get_serializer
+
+if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
+    from exceptiongroup import BaseExceptionGroup
+
+log = logging.getLogger("voiceterm")
+
+EX_SOFTWARE = 70  # sysexits: an internal error; systemd restarts on it
+SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
+MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
+EDGE_QUEUE = 64  # button edges / keys waiting for the brain
+
+
+# Keys whose change a SIGHUP applies live; anything else needs a restart, and the log says which.
+LIVE_KEYS = {
+    "logging.level",
+    "audio.volume_percent",
+    "audio.mic_gain_db",
+    "earcons.",
+    "push_to_talk.",
+    "reconnect.",
+    "heartbeat.",
+    "status.metrics_interval",
+}
+
+
+class Daemon:
+    """Owns the nursery and the glue between the parts."""
+
+    def __init__(self, cfg: Config, *, keyboard: bool = False, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.keyboard = keyboard
+        self.notifier = notifier or Notifier()
+        self.started_at = time.monotonic()
+        self.serializer_cls = get_serializer(cfg.bot.serializer)
+        self.mic_rate = getattr(self.serializer_cls, "input_sample_rate", None) or cfg.audio.recorder_sample_rate
+        self.terminal = Terminal(cfg, trio.current_time())
+        self.link = Link(cfg, serializer_cls=self.serializer_cls)
+        self.mic: Any = None
+        self.speaker: Any = None
+        self.panel: Any = None
+        self._view_changed = trio.Event()
+        self._timer_changed = trio.Event()
+        self._last_status_line = ""
+        self._nursery: trio.Nursery | None = None
+        self._stopping = False
+        self.counters = {"mic_chunks_dropped_total": 0, "edges_dropped_total": 0, "reloads_total": 0}
+
+    # --- wiring ------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        from voiceterm.io.mic import Microphone
+        from voiceterm.io.speaker import Speaker
+
+        cfg = self.cfg
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._signals)
+            self.link.subscribe(self._on_link_status)
+            self.speaker = Speaker(cfg.audio, cfg.earcons, on_fault=self._fault_cb("playback"))
+            self.mic = Microphone(cfg.audio, sample_rate=self.mic_rate, on_fault=self._fault_cb("capture"))
+            mic_send, mic_recv = trio.open_memory_channel(MIC_QUEUE)
+            edge_send, edge_recv = trio.open_memory_channel(EDGE_QUEUE)
+            await nursery.start(self.speaker.run)
+            await nursery.start(self.mic.run, mic_send)
+            await self._start_panel(nursery, edge_send)
+            await nursery.start(self.link.run)
+            nursery.start_soon(self._mic_pump, mic_recv)
+            nursery.start_soon(self._link_events)
+            nursery.start_soon(self._inputs, edge_recv)
+            nursery.start_soon(self._timers)
+            nursery.start_soon(self._playback_watch)
+            nursery.start_soon(self._status_reporter)
+            await self._start_control(nursery)
+            self.notifier.ready(self.status_line())
+            log.info(
+                "ready %s",
+                kv(
+                    version=__version__,
+                    serializer=cfg.bot.serializer,
+                    mic_rate=self.mic_rate,
+                    player_rate=cfg.audio.player_sample_rate,
+                    startup_ms=round((time.monotonic() - self.started_at) * 1000),
+                ),
+            )
+            period = watchdog_period()
+            if period:
+                nursery.start_soon(self._watchdog, period)
+        return 0
+
+    async def _start_panel(self, nursery: trio.Nursery, edge_send: trio.MemorySendChannel) -> None:
+        cfg = self.cfg
+        if cfg.gpio.enabled:
+            from voiceterm.io.gpio import Panel, PanelError
+
+            try:
+                self.panel = Panel(cfg.gpio)
+            except PanelError as e:
+                if not self.keyboard:
+                    raise  # reported by run_daemon as one line, exit 78
+                # A laptop trying a bot: the terminal is the button, no LED.
+                log.warning("%s; using the keyboard only", e)
+        if self.panel is not None:
+            await nursery.start(self.panel.run, edge_send.clone(), self.terminal.view, self._wait_view_change)
+        if self.keyboard:
+            from voiceterm.io.keyboard import read_keys
+
+            nursery.start_soon(read_keys, edge_send.clone())
+        edge_send.close()
+
+    async def _start_control(self, nursery: trio.Nursery) -> None:
+        from voiceterm.io.control import default_socket_path, serve_status
+
+        path = self.cfg.status.socket or default_socket_path()
+        try:
+            await nursery.start(serve_status, path, self.snapshot)
+        except OSError as e:
+            # Diagnostics must never take the terminal down.
+            log.warning("status socket unavailable %s", kv(path=path, error=e.strerror or str(e)))
+        if self.cfg.status.metrics_file:
+            nursery.start_soon(self._metrics_writer)
+
+    # --- carrying inputs to the brain --------------------------------------------------------------
+
+    def _apply(self, commands: list[Any]) -> None:
+        for cmd in commands:
+            if isinstance(cmd, SendMessage):
+                self.link.send_message(cmd.message)
+            elif isinstance(cmd, FlushPlayback):
+                dropped = self.speaker.flush() if self.speaker else 0
+                log.debug("playback flushed %s", kv(reason=cmd.reason, frames=dropped))
+            elif isinstance(cmd, Earcon):
+                if self.speaker:
+                    self.speaker.earcon(cmd.name)
+            elif isinstance(cmd, ReconnectNow):
+                log.info("reconnect requested")
+                self.link.reconnect_now()
+            elif isinstance(cmd, WakeLink):
+                log.info("link woken by a press")
+                self.link.wake()
+            elif isinstance(cmd, Quit):
+                self.request_stop("quit key")
+        self._poke()
+
+    def _poke(self) -> None:
+        """Something the view or the timers depend on may have changed: wake the LED and the timer task."""
+        self._view_changed.set()
+        self._timer_changed.set()
+
+    async def _wait_view_change(self) -> None:
+        await self._view_changed.wait()
+        self._view_changed = trio.Event()
+
+    def _on_link_status(self, status: LinkStatus) -> None:
+        self._apply(self.terminal.link(status, trio.current_time()))
+
+    def _fault_cb(self, device: str):
+        def on_fault(fault: str | None) -> None:
+            self._apply(self.terminal.audio_fault(device, fault, trio.current_time()))
+
+        return on_fault
+
+    async def _mic_pump(self, recv: trio.MemoryReceiveChannel) -> None:
+        async with recv:
+            async for chunk in recv:
+                out = self.terminal.mic(chunk.pcm, trio.current_time())
+                if out is not None:
+                    self.link.send_audio(out, self.mic_rate)
+
+    async def _link_events(self) -> None:
+        async for event in self.link.events:
+            now = trio.current_time()
+            if isinstance(event, AudioChunk):
+                # Audio already in flight when the user barged in must not sound after the flush.
+                if self.terminal.accept_bot_audio(now):
+                    self.speaker.enqueue(event)
+                continue
+            if isinstance(event, SessionStarted):
+                self._apply(self.terminal.session_started(now))
+                continue
+            self._apply(self.terminal.bot(event, now))
+
+    async def _inputs(self, recv: trio.MemoryReceiveChannel) -> None:
+        async with recv:
+            async for item in recv:
+                now = trio.current_time()
+                if isinstance(item, str):
+                    self._apply(self.terminal.key(item, now))
+                else:
+                    pressed, _at = item
+                    self._apply(self.terminal.button(pressed, now))
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.terminal.next_deadline()
+            self._timer_changed = trio.Event()
+            if deadline is None:
+                await self._timer_changed.wait()
+                continue
+            with trio.move_on_at(deadline):
+                await self._timer_changed.wait()
+            if trio.current_time() >= deadline:
+                self._apply(self.terminal.tick(trio.current_time()))
+
+    async def _playback_watch(self) -> None:
+        """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI."""
+        period = self.cfg.audio.period_ms / 1000
+        playing = False
+        while True:
+            await trio.sleep(period)
+            now_playing = bool(self.speaker and self.speaker.playing)
+            if now_playing != playing:
+                playing = now_playing
+                self._apply(self.terminal.playback_active(playing, trio.current_time()))
+
+    # --- status, watchdog, signals -----------------------------------------------------------------
+
+    def status_line(self) -> str:
+        view = self.terminal.view()
+        text = view.text
+        counters = self.link.counters
+        extra = []
+        if getattr(counters, "dropped_outgoing_audio_total", 0):
+            extra.append(f"mic drops {counters.dropped_outgoing_audio_total}")
+        if self.speaker and self.speaker.stats().get("underruns_total"):
+            extra.append(f"underruns {self.speaker.stats()['underruns_total']}")
+        return text + (" | " + ", ".join(extra) if extra else "")
+
+    async def _status_reporter(self) -> None:
+        """STATUS= on every change (at most 4 per second) so `systemctl status` tells the truth."""
+        while True:
+            line = self.status_line()
+            if line != self._last_status_line:
+                self._last_status_line = line
+                self.notifier.status(line)
+            await trio.sleep(0.25)
+
+    async def _watchdog(self, period: float) -> None:
+        """WATCHDOG=1 only while the loop is healthy: a wedged loop (a task hogging it) stops the pings."""
+        expected = trio.current_time() + period
+        while True:
+            await trio.sleep_until(expected)
+            lag = trio.current_time() - expected
+            if lag < period:
+                self.notifier.watchdog()
+            else:
+                log.error("event loop stalled %s", kv(lag_s=round(lag, 2)))
+            expected = trio.current_time() + period
+
+    async def _metrics_writer(self) -> None:
+        from voiceterm.core.metrics import render_prometheus
+        from voiceterm.io.control import write_textfile
+
+        while True:
+            try:
+                await trio.to_thread.run_sync(
+                    write_textfile, self.cfg.status.metrics_file, render_prometheus(self.snapshot())
+                )
+            except OSError as e:
+                log.warning("metrics file not written %s", kv(path=self.cfg.status.metrics_file, error=e))
+            await trio.sleep(self.cfg.status.metrics_interval)
+
+    def snapshot(self) -> dict:
+        mic_stats = self.mic.stats() if self.mic else {}
+        spk_stats = self.speaker.stats() if self.speaker else {}
+        rms, peak = self.mic.level if self.mic else (-120.0, -120.0)
+        link = self.link.snapshot()
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "status": self.terminal.view().name,
+            "status_text": self.terminal.view().text,
+            "link": link,
+            "terminal": self.terminal.snapshot(),
+            "audio": {
+                "capture_fault": self.mic.fault if self.mic else None,
+                "playback_fault": self.speaker.fault if self.speaker else None,
+                "mic_rms_dbfs": None if math.isinf(rms) else round(rms, 1),
+                "mic_peak_dbfs": None if math.isinf(peak) else round(peak, 1),
+                "capture": mic_stats,
+                "playback": spk_stats,
+            },
+            "daemon": dict(self.counters),
+        }
+
+    def request_stop(self, why: str) -> None:
+        if self._stopping or self._nursery is None:
+            return
+        self._stopping = True
+        log.info("stopping %s", kv(reason=why))
+        self.notifier.stopping()
+        self._nursery.start_soon(self._stop)
+
+    async def _stop(self) -> None:
+        with trio.move_on_after(SHUTDOWN_GRACE_S):
+            await self.link.close(graceful=True)
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    self.request_stop(signal.Signals(signum).name)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the file; apply what can change live, name what needs a restart."""
+        self.notifier.reloading()
+        self.counters["reloads_total"] += 1
+        try:
+            new = load_config(self.cfg.source)
+        except ConfigError as e:
+            log.error("reload refused, keeping the running configuration: %s", e)
+            self.notifier.ready(self.status_line())
+            return
+        changed = _changed_keys(self.cfg, new)
+        live = [k for k in changed if any(k == p or (p.endswith(".") and k.startswith(p)) for p in LIVE_KEYS)]
+        restart = [k for k in changed if k not in live]
+        if "logging.level" in live:
+            set_level(new.logging.level)
+        if live:
+            self._apply(self.terminal.reconfigure(new))
+            for part in (self.link, self.mic, self.speaker):
+                reconfigure = getattr(part, "reconfigure", None)
+                if reconfigure is not None:
+                    reconfigure(new)
+        if restart:
+            log.warning("reload: these keys need a restart to apply %s", kv(keys=",".join(restart)))
+            # Keep the running values for those keys: only the live ones move.
+        self.cfg = _merge(self.cfg, new, live)
+        log.info("reloaded %s", kv(applied=",".join(live) or "nothing", needs_restart=len(restart)))
+        self.notifier.ready(self.status_line())
+        self._poke()
+
+
+def _changed_keys(old: Config, new: Config) -> list[str]:
+    a, b = effective_config(old), effective_config(new)
+    out = []
+    for section, table in b.items():
+        for key, value in table.items():
+            if a[section][key] != value:
+                out.append(f"{section}.{key}")
+    # Secrets are masked in effective_config; compare them directly.
+    if old.bot.token != new.bot.token and "bot.token" not in out:
+        out.append("bot.token")
+    return out
+
+
+def _merge(old: Config, new: Config, live: list[str]) -> Config:
+    sections: dict[str, Any] = {}
+    for key in live:
+        section, name = key.split(".", 1)
+        current = sections.get(section, getattr(old, section))
+        sections[section] = dataclasses.replace(current, **{name: getattr(getattr(new, section), name)})
+    return dataclasses.replace(old, **sections)
+
+
+def run_daemon(cfg: Config, *, keyboard: bool = False, log_level: str | None = None) -> int:
+    """Entry point of `voiceterm run`: returns the process exit status."""
+    setup_logging(log_level or cfg.logging.level)
+    log.info("starting %s", kv(version=__version__, config=cfg.source, pid=os.getpid()))
+
+    async def main() -> int:
+        return await Daemon(cfg, keyboard=keyboard).run()
+
+    try:
+        return trio.run(main)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:  # the last line of defence: one line in the journal, non-zero for systemd
+        from voiceterm.io.gpio import PanelError
+
+        first = _innermost(e)
+        if isinstance(first, PanelError):
+            log.error("%s", first)  # no GPIO: restarting cannot help, so EX_CONFIG stops systemd's loop
+            return 78
+        log.exception("daemon failed")
+        return EX_SOFTWARE
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups (trio's strict groups)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+__all__ = ["Daemon", "LinkState", "run_daemon"]
