@@ -70,7 +70,9 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.started_at = time.monotonic()
         self.serializer_cls = get_serializer(cfg.bot.serializer)
-        self.mic_rate = getattr(self.serializer_cls, "input_sample_rate", None) or cfg.audio.recorder_sample_rate
+        self.mic_rate = (
+            getattr(self.serializer_cls, "input_sample_rate", None) or cfg.audio.recorder_sample_rate
+        )
         self.terminal = Terminal(cfg, trio.current_time())
         self.link = Link(cfg, serializer_cls=self.serializer_cls)
         self.mic: Any = None
@@ -287,14 +289,23 @@ class Daemon:
     async def _metrics_writer(self) -> None:
         from voiceterm.core.metrics import render_prometheus
         from voiceterm.io.control import write_textfile
+        from voiceterm.io.lograte import RepeatSuppressor
 
+        # Under ProtectSystem=strict the path needs ReadWritePaths=; say so once, then rarely.
+        failures = RepeatSuppressor()
         while True:
+            path = self.cfg.status.metrics_file
             try:
-                await trio.to_thread.run_sync(
-                    write_textfile, self.cfg.status.metrics_file, render_prometheus(self.snapshot())
-                )
+                await trio.to_thread.run_sync(write_textfile, path, render_prometheus(self.snapshot()))
             except OSError as e:
-                log.warning("metrics file not written %s", kv(path=self.cfg.status.metrics_file, error=e))
+                report = failures.failure(e.strerror or str(e), trio.current_time())
+                if report is not None:
+                    log.warning(
+                        "metrics file not written %s",
+                        kv(path=path, error=report.reason, repeats=report.repeats),
+                    )
+            else:
+                failures.clear()
             await trio.sleep(self.cfg.status.metrics_interval)
 
     def snapshot(self) -> dict:

@@ -384,10 +384,12 @@ def _resolve_token(cfg: Config, where: str, environ: Mapping[str, str]) -> Confi
     token_file = bot.token_file
     if bot.token and token_file:
         raise ConfigError(f"{where}: bot.token_file: set either bot.token or bot.token_file, not both")
+    from_credentials = False
     if not bot.token and not token_file:
         cred_dir = environ.get("CREDENTIALS_DIRECTORY")
         if cred_dir and os.path.isfile(os.path.join(cred_dir, CREDENTIAL_NAME)):
             token_file = os.path.join(cred_dir, CREDENTIAL_NAME)
+            from_credentials = True
     if not token_file:
         return cfg
     try:
@@ -403,6 +405,9 @@ def _resolve_token(cfg: Config, where: str, environ: Mapping[str, str]) -> Confi
             f"{where}: bot.token_file: cannot read {token_file}: {e.__class__.__name__}"
         ) from None
     if not token:
+        if from_credentials:
+            # The unit's SetCredential= fallback (systemd cannot make LoadCredential= optional): no token.
+            return cfg
         raise ConfigError(f"{where}: bot.token_file: {token_file} is empty")
     if any(c.isspace() for c in token):
         raise ConfigError(

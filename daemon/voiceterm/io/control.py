@@ -1,0 +1,288 @@
+"""The status socket behind `voiceterm status`, and the atomic file writer for the Prometheus textfile.
+
+Each connection to the unix stream socket gets one JSON document (the daemon's snapshot, one line) and is
+closed; the client sends nothing. The socket lives in systemd's RuntimeDirectory, is mode 0660 (the
+daemon's user and group), and is removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import json
+import logging
+import math
+import os
+import socket
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+log = logging.getLogger("voiceterm.control")
+
+SOCKET_NAME = "status.sock"
+RUN_DIR = "/run/voiceterm"  # RuntimeDirectory=voiceterm in the unit
+SOCKET_MODE = 0o660  # the daemon's group may read the status; nobody else
+MAX_CLIENTS = 8  # connections answered at once; more wait in the kernel's listen backlog
+LISTEN_BACKLOG = 16
+SEND_TIMEOUT_S = 2.0  # a client that does not read its answer is dropped after this
+ACCEPT_RETRY_S = 0.5  # pause after a failed accept (EMFILE) instead of spinning
+CONNECT_RETRY_S = 0.01  # client: pause between connects while the daemon's backlog is full
+MAX_DOCUMENT_BYTES = 1 << 20  # the client refuses anything bigger: a status document is a few KB
+
+
+class StatusUnavailable(ConnectionError):
+    """No daemon answers on the status socket; str() is one line saying why and what to check."""
+
+    def __init__(self, err: int, message: str) -> None:
+        super().__init__(err, message)
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None, run_dir: str = RUN_DIR) -> str:
+    """Where the daemon listens and `voiceterm status` looks, when the configuration names no socket.
+
+    In order: systemd's `$RUNTIME_DIRECTORY`; /run/voiceterm when the socket is already there (the client
+    side) or the directory is ours to write; `$XDG_RUNTIME_DIR/voiceterm`; /tmp/voiceterm-<uid>.
+    """
+    env = os.environ if environ is None else environ
+    runtime = env.get("RUNTIME_DIRECTORY", "")
+    if runtime:
+        # Several RuntimeDirectory= entries arrive colon-separated; ours is the first.
+        return os.path.join(runtime.split(":")[0], SOCKET_NAME)
+    in_run = os.path.join(run_dir, SOCKET_NAME)
+    if os.path.exists(in_run):
+        return in_run
+    if os.path.isdir(run_dir):
+        if os.access(run_dir, os.W_OK):
+            return in_run
+    elif os.access(os.path.dirname(run_dir) or "/", os.W_OK):
+        return in_run  # e.g. root in development: the server creates /run/voiceterm
+    xdg = env.get("XDG_RUNTIME_DIR", "")
+    if xdg and os.path.isdir(xdg):
+        return os.path.join(xdg, "voiceterm", SOCKET_NAME)
+    return os.path.join(tempfile.gettempdir(), f"voiceterm-{os.getuid()}", SOCKET_NAME)
+
+
+def encode_snapshot(snap: Mapping[str, Any]) -> bytes:
+    """The snapshot as strict JSON (one line): NaN/inf become null, enums their value, the rest str()."""
+    return json.dumps(_jsonable(snap), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN; jq and browsers reject it
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    return value
+
+
+def _prepare_path(path: str) -> None:
+    """Make the socket's directory; remove a stale socket; refuse to take over a live one or a plain file."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    st = os.stat(parent)
+    uid = os.getuid()
+    if uid != 0 and st.st_uid not in (uid, 0):
+        # e.g. a /tmp/voiceterm-<uid> planted by someone else: they could swap the socket under us.
+        raise PermissionError(
+            errno.EPERM, f"{parent} belongs to another user; remove it or set [status] socket"
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(
+            errno.EEXIST, f"{path} exists and is not a socket; remove it or set [status] socket"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left behind by a daemon that died without cleaning up
+        log.info("removed stale status socket path=%s", path)
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another voiceterm already answers on {path}")
+
+
+async def serve_status(
+    path: str,
+    snapshot: Callable[[], Mapping[str, Any]],
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer every connection on the unix socket `path` with one JSON snapshot, until cancelled.
+
+    `task_status.started(path)` once the socket accepts connections. Raises OSError (before starting) when
+    the path cannot be used; the socket file is removed on the way out.
+    """
+    _prepare_path(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound: tuple[int, int] | None = None
+    try:
+        await sock.bind(path)
+        st = os.stat(path)
+        bound = (st.st_dev, st.st_ino)
+        os.chmod(path, SOCKET_MODE)  # bind() honours the umask (0077 in the unit): widen to the group
+        sock.listen(LISTEN_BACKLOG)
+        log.debug("status socket listening path=%s", path)
+        slots = trio.Semaphore(MAX_CLIENTS)
+        async with trio.open_nursery() as nursery:
+            task_status.started(path)
+            while True:
+                await slots.acquire()
+                try:
+                    conn, _ = await sock.accept()
+                except OSError as e:
+                    # Out of file descriptors and the like: the status socket must not end the daemon.
+                    slots.release()
+                    log.warning("status socket accept failed error=%s", e.strerror or e)
+                    await trio.sleep(ACCEPT_RETRY_S)
+                    continue
+                nursery.start_soon(_answer, conn, snapshot, slots)
+    finally:
+        sock.close()
+        if bound is not None:
+            _unlink_if_ours(path, bound)
+
+
+def _unlink_if_ours(path: str, bound: tuple[int, int]) -> None:
+    # Only remove the file we created: a second daemon may have replaced it meanwhile.
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == bound:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+async def _answer(
+    conn: trio.socket.SocketType, snapshot: Callable[[], Mapping[str, Any]], slots: trio.Semaphore
+) -> None:
+    stream = trio.SocketStream(conn)
+    try:
+        try:
+            data = encode_snapshot(snapshot())
+        except Exception as e:  # a broken snapshot must not end the daemon; the client learns why
+            log.warning("status snapshot failed error=%s", type(e).__name__)
+            data = encode_snapshot({"error": f"snapshot failed: {type(e).__name__}"})
+        with trio.move_on_after(SEND_TIMEOUT_S):
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away first: nothing to tell it
+    finally:
+        slots.release()
+        await trio.aclose_forcefully(stream)
+
+
+def read_status(path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """Blocking client for `voiceterm status`: the daemon's snapshot as a dict.
+
+    Raises StatusUnavailable (an OSError) when nothing answers, ValueError when the answer is not a JSON
+    object; both with a one-line message.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        try:
+            _connect(sock, path, time.monotonic() + timeout)
+        except FileNotFoundError:
+            raise StatusUnavailable(errno.ENOENT, "no socket there (is the daemon running?)") from None
+        except ConnectionRefusedError:
+            raise StatusUnavailable(
+                errno.ECONNREFUSED, "connection refused: a stale socket (is the daemon running?)"
+            ) from None
+        except PermissionError:
+            raise StatusUnavailable(
+                errno.EACCES, "permission denied: run as root or as a member of the voiceterm group"
+            ) from None
+        except TimeoutError:
+            raise StatusUnavailable(errno.ETIMEDOUT, f"no connection within {timeout:g} s") from None
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise StatusUnavailable(errno.ETIMEDOUT, f"no answer within {timeout:g} s") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise ValueError(
+                    f"answer larger than {MAX_DOCUMENT_BYTES} bytes: not a voiceterm status socket"
+                )
+            chunks.append(chunk)
+    except OSError as e:
+        if isinstance(e, StatusUnavailable):
+            raise
+        raise StatusUnavailable(e.errno or errno.EIO, e.strerror or type(e).__name__) from None
+    finally:
+        sock.close()
+    try:
+        doc = json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the answer is not JSON: not a voiceterm status socket") from None
+    if isinstance(doc, dict):
+        return doc
+    raise ValueError("the answer is not a JSON object: not a voiceterm status socket")
+
+
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    # A unix socket whose listen backlog is full fails a timed connect with EAGAIN at once instead of
+    # waiting (the daemon is busy answering others): try again until the deadline.
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, "listen backlog full") from None
+            time.sleep(CONNECT_RETRY_S)
+
+
+def write_textfile(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace `path` with `text` atomically (temp file in the same directory, then rename).
+
+    node_exporter's textfile collector reads whole files: a half-written one would be a scrape error.
+    No fsync: on an SD card a metrics file every 15 s is not worth the wear, and a lost update after a
+    power cut is harmless. `mode` defaults to world-readable because the exporter runs as another user.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".voiceterm-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            os.fchmod(f.fileno(), mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = [
+    "SOCKET_NAME",
+    "StatusUnavailable",
+    "default_socket_path",
+    "encode_snapshot",
+    "read_status",
+    "serve_status",
+    "write_textfile",
+]

@@ -1,0 +1,366 @@
+"""A real Pipecat bot for tests, the demo and the benchmarks: `python -m voiceterm.testing.echo_bot`.
+
+It runs a pipecat pipeline behind pipecat's own single-client WebSocket server transport, with RTVI on
+(the worker adds the RTVI processor and observer), and writes one JSON line per thing it saw to stdout or
+`--events-file`, so a test can check what reached the bot. Sessions are served one after another by the
+same pipeline; RTVI `disconnect-bot` ends the session (closes the socket with 1000) instead of the bot.
+
+Behaviour common to every mode: the client-message ``{"t": "say", "d": {"ms": N}}`` makes the bot speak a
+tone of N ms at real time (as a TTS service would, so pipecat emits bot-started/stopped-speaking), and a
+``push_to_talk`` start while it speaks interrupts it (pipecat interruption: the output transport clears
+its queue and sends the InterruptionFrame to the client). Modes decide what the bot does with mic audio;
+`echo` sends every input frame back at the output rate. Add a mode with a factory that takes the
+`BotBrain` base class and returns a subclass overriding `on_user_audio` (see `_echo_mode`), registered
+in `MODES` under its `--mode` name.
+
+Events: listening, client_connected, client_disconnected, client_ready, message (every RTVI message, its
+``data``), audio_in (aggregated every 200 ms: bytes, rate, session total), say, interrupted,
+disconnect_bot, twilio_start. Every line has ``t`` (time.monotonic(), comparable across processes on
+Linux) and ``event``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+AUDIO_IN_REPORT_SECS = 0.2
+START_TIMEOUT_SECS = 15.0
+
+
+class EventLog:
+    """JSON lines, flushed one by one, so a reader sees each event the moment it happens."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"t": time.monotonic(), "event": event, **fields}
+        self._stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        self._stream.flush()
+
+
+def _tone(ms: int, rate: int, freq: float = 440.0, amplitude: float = 0.3) -> bytes:
+    import numpy as np
+
+    n = int(rate * ms / 1000)
+    t = np.arange(n, dtype=np.float64) / rate
+    samples = (np.sin(2 * math.pi * freq * t) * amplitude * 32767).astype("<i2")
+    return samples.tobytes()
+
+
+def _build_brain_classes():
+    # pipecat is imported here, not at module level, so `--help` and the launcher stay light.
+    from pipecat.frames.frames import (
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        EndWorkerFrame,
+        Frame,
+        InputAudioRawFrame,
+        InputTransportMessageFrame,
+        InterruptionFrame,
+        TTSAudioRawFrame,
+        TTSStartedFrame,
+        TTSStoppedFrame,
+    )
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.processors.frameworks.rtvi.frames import RTVIClientMessageFrame
+
+    class BotBrain(FrameProcessor):
+        """What every mode shares: event logging, `say`, push-to-talk barge-in, session end."""
+
+        def __init__(self, *, log: EventLog, out_rate: int, closer) -> None:
+            super().__init__()
+            self.log = log
+            self.out_rate = out_rate
+            self._closer = closer  # async callable closing the current client's socket
+            self._speaking = False
+            self._audio_pending = 0
+            self._audio_total = 0
+            self._audio_rate = 0
+            self._audio_reported_at = 0.0
+
+        def session_started(self) -> None:
+            self._flush_audio_report()
+            self._audio_total = 0
+            self._speaking = False
+
+        def session_ended(self) -> None:
+            self._flush_audio_report()
+            self._speaking = False
+
+        async def process_frame(self, frame: Frame, direction: FrameDirection):
+            await super().process_frame(frame, direction)
+            if isinstance(frame, InputAudioRawFrame):
+                self._count_audio(frame)
+                await self.on_user_audio(frame)
+                return  # mic audio is consumed here; the output transport must not see it
+            if isinstance(frame, InputTransportMessageFrame):
+                message = frame.message if isinstance(frame.message, dict) else {}
+                self.log.emit("message", type=message.get("type"), data=message.get("data"))
+            elif isinstance(frame, RTVIClientMessageFrame):
+                await self.on_client_message(frame.type, frame.data)
+            elif isinstance(frame, BotStartedSpeakingFrame):
+                self._speaking = True
+            elif isinstance(frame, (BotStoppedSpeakingFrame, InterruptionFrame)):
+                self._speaking = False
+            elif isinstance(frame, EndWorkerFrame):
+                # disconnect-bot: end this client's session, keep the bot serving the next one.
+                self.log.emit("disconnect_bot")
+                await self._closer()
+                return
+            await self.push_frame(frame, direction)
+
+        async def on_user_audio(self, frame: InputAudioRawFrame) -> None:
+            """Mode hook: what to do with one frame of mic audio."""
+
+        async def on_client_message(self, kind: str, data: Any) -> None:
+            if kind == "say":
+                ms = data.get("ms", 1000) if isinstance(data, dict) else 1000
+                if not isinstance(ms, (int, float)) or isinstance(ms, bool):
+                    ms = 1000
+                await self.say(max(1, min(int(ms), 60_000)))
+            elif kind == "push_to_talk":
+                state = data.get("state") if isinstance(data, dict) else None
+                if state == "start" and self._speaking:
+                    self.log.emit("interrupted")
+                    self._speaking = False
+                    await self.broadcast_interruption()
+
+        async def say(self, ms: int) -> None:
+            """Speak a tone of `ms` milliseconds the way a TTS service delivers speech."""
+            self.log.emit("say", ms=ms)
+            self._speaking = True
+            await self.push_frame(TTSStartedFrame())
+            await self.push_frame(TTSAudioRawFrame(_tone(ms, self.out_rate), self.out_rate, 1))
+            await self.push_frame(TTSStoppedFrame())
+
+        def _count_audio(self, frame: InputAudioRawFrame) -> None:
+            self._audio_pending += len(frame.audio)
+            self._audio_total += len(frame.audio)
+            self._audio_rate = frame.sample_rate
+            now = time.monotonic()
+            if now - self._audio_reported_at >= AUDIO_IN_REPORT_SECS:
+                self._flush_audio_report(now)
+
+        def flush_audio_report(self) -> None:
+            if time.monotonic() - self._audio_reported_at >= AUDIO_IN_REPORT_SECS:
+                self._flush_audio_report()
+
+        def _flush_audio_report(self, now: float | None = None) -> None:
+            if self._audio_pending:
+                self.log.emit(
+                    "audio_in", bytes=self._audio_pending, rate=self._audio_rate, total=self._audio_total
+                )
+                self._audio_pending = 0
+            self._audio_reported_at = now if now is not None else time.monotonic()
+
+    return BotBrain
+
+
+def _echo_mode(base: type) -> type:
+    from pipecat.audio.utils import create_stream_resampler
+    from pipecat.frames.frames import OutputAudioRawFrame
+
+    class EchoBrain(base):
+        """Every mic frame comes back as bot audio at the output rate."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self._resampler = create_stream_resampler()
+
+        async def on_user_audio(self, frame) -> None:
+            audio = frame.audio
+            if frame.sample_rate != self.out_rate:
+                audio = await self._resampler.resample(audio, frame.sample_rate, self.out_rate)
+            if audio:
+                await self.push_frame(OutputAudioRawFrame(audio, self.out_rate, 1))
+
+    return EchoBrain
+
+
+# Mode name -> factory(BotBrain) -> brain class. Factories import pipecat lazily, like the base does.
+MODES: dict[str, Callable[[type], type]] = {"echo": _echo_mode}
+
+
+def _twilio_serializer(log: EventLog):
+    from pipecat.serializers.twilio import TwilioFrameSerializer
+
+    class LearningTwilioSerializer(TwilioFrameSerializer):
+        """Takes the stream SID from the client's `start` event, as pipecat's runner does per call."""
+
+        async def deserialize(self, data):
+            try:
+                message = json.loads(data)
+            except (TypeError, ValueError):
+                message = None
+            if isinstance(message, dict) and message.get("event") == "start":
+                sid = message.get("streamSid") or (message.get("start") or {}).get("streamSid")
+                if sid:
+                    self._stream_sid = sid
+                log.emit("twilio_start", streamSid=sid)
+                return None
+            return await super().deserialize(data)
+
+    return LearningTwilioSerializer(
+        stream_sid="pending", params=TwilioFrameSerializer.InputParams(auto_hang_up=False)
+    )
+
+
+class Bot:
+    """Builds and runs the pipeline; one instance per process."""
+
+    def __init__(self, args: argparse.Namespace, log: EventLog) -> None:
+        self.args = args
+        self.log = log
+        self._client = None
+        self.failed: str | None = None
+
+    async def _close_client(self) -> None:
+        client = self._client
+        if client is not None:
+            await client.close(code=1000)
+
+    async def run(self) -> None:
+        from pipecat.pipeline.pipeline import Pipeline
+        from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+        from pipecat.serializers.protobuf import ProtobufFrameSerializer
+        from pipecat.transports.websocket.server import (
+            SingleClientWebsocketServerParams,
+            SingleClientWebsocketServerTransport,
+        )
+        from pipecat.workers.runner import WorkerRunner
+
+        args = self.args
+        serializer = (
+            ProtobufFrameSerializer() if args.serializer == "protobuf" else _twilio_serializer(self.log)
+        )
+        transport = SingleClientWebsocketServerTransport(
+            params=SingleClientWebsocketServerParams(
+                serializer=serializer,
+                audio_in_enabled=True,
+                audio_out_enabled=True,
+                audio_in_sample_rate=args.in_rate,
+                audio_out_sample_rate=args.out_rate,
+                allowed_origins=[],
+            ),
+            host=args.host,
+            port=args.port,
+        )
+        brain_class = MODES[args.mode](_build_brain_classes())
+        brain = brain_class(log=self.log, out_rate=args.out_rate, closer=self._close_client)
+
+        listening = asyncio.Event()
+
+        @transport.event_handler("on_websocket_ready")
+        async def on_ready(_transport):
+            listening.set()
+            self.log.emit("listening", host=args.host, port=args.port, pid=os.getpid(), mode=args.mode)
+
+        @transport.event_handler("on_client_connected")
+        async def on_connected(_transport, websocket):
+            self._client = websocket
+            brain.session_started()
+            self.log.emit("client_connected")
+
+        @transport.event_handler("on_client_disconnected")
+        async def on_disconnected(_transport, websocket):
+            if self._client is websocket:
+                self._client = None
+            brain.session_ended()
+            self.log.emit("client_disconnected")
+
+        worker = PipelineWorker(
+            Pipeline([transport.input(), brain, transport.output()]),
+            params=PipelineParams(audio_in_sample_rate=args.in_rate, audio_out_sample_rate=args.out_rate),
+            idle_timeout_secs=None,
+        )
+
+        @worker.rtvi.event_handler("on_client_ready")
+        async def on_client_ready(_rtvi):
+            self.log.emit("client_ready")
+
+        async def report_audio_in():
+            # Mic audio is reported every AUDIO_IN_REPORT_SECS even when it stops arriving, so a reader
+            # waiting for the total of a finished burst does not wait for the session to end.
+            while True:
+                await asyncio.sleep(AUDIO_IN_REPORT_SECS)
+                brain.flush_audio_report()
+
+        runner = WorkerRunner(handle_sigint=True, handle_sigterm=True)
+
+        async def watchdog():
+            # pipecat logs a server that failed to start and carries on; a test bot must exit instead.
+            try:
+                await asyncio.wait_for(listening.wait(), START_TIMEOUT_SECS)
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                self.failed = f"not listening after {START_TIMEOUT_SECS} s"
+                await runner.cancel(self.failed)
+
+        reporter = asyncio.create_task(report_audio_in())
+        guard = asyncio.create_task(watchdog())
+        await runner.add_workers(worker)
+        try:
+            await runner.run()
+        finally:
+            reporter.cancel()
+            guard.cancel()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m voiceterm.testing.echo_bot", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--serializer", choices=("protobuf", "twilio"), default="protobuf")
+    parser.add_argument("--in-rate", type=int, default=16000, help="pipeline input rate (Hz)")
+    parser.add_argument("--out-rate", type=int, default=24000, help="pipeline output rate (Hz)")
+    parser.add_argument("--mode", choices=sorted(MODES), default="echo")
+    parser.add_argument("--events-file", default="-", help="JSON-lines event log; - = stdout")
+    parser.add_argument("--log-level", default="WARNING", help="pipecat (loguru) log level on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=args.log_level.upper())
+    stream: IO[str] = (
+        sys.stdout if args.events_file == "-" else open(args.events_file, "a", encoding="utf-8")  # noqa: SIM115
+    )
+    log = EventLog(stream)
+    try:
+        # Checked up front because pipecat only logs a failed bind and keeps running without a server.
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as e:
+        print(f"echo_bot: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        log.emit("start_failed", reason=e.strerror)
+        return 2
+    bot = Bot(args, log)
+    try:
+        asyncio.run(bot.run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.emit("exit")
+        if stream is not sys.stdout:
+            stream.close()
+    if bot.failed:
+        print(f"echo_bot: {bot.failed}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
