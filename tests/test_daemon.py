@@ -1,0 +1,264 @@
+"""The daemon whole: the real `voiceterm run` process against the real Pipecat bot.
+
+File-backed ALSA devices, gpiozero's mock pin factory for the LED and button, the terminal keyboard (a pipe
+on stdin) for the scripted push-to-talk, a fake NOTIFY_SOCKET collecting what systemd would receive, and the
+status socket. One full turn: the bot hears the audio and the echoed reply is played; then SIGTERM ends the
+daemon cleanly, saying goodbye to the bot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voiceterm.io.control import read_status
+from voiceterm.testing.alsa_files import AlsaFileConfig, noise, read_raw, write_raw
+from voiceterm.testing.bot import BotProcess
+
+MIC_RATE = 16000
+SPK_RATE = 24000
+
+
+class NotifySink:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; keeps every message received."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def lines(self) -> list[str]:
+        return [line for _, msg in list(self.messages) for line in msg.splitlines()]
+
+    def first(self, prefix: str) -> float | None:
+        for t, msg in list(self.messages):
+            if any(line.startswith(prefix) for line in msg.splitlines()):
+                return t
+        return None
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path, shared_bot: BotProcess) -> Iterator[dict[str, Any]]:
+    alsa = AlsaFileConfig(tmp_path / "alsa")
+    mic_file = tmp_path / "mic.raw"
+    spk_file = tmp_path / "spk.raw"
+    # 30 s of input: longer than the test can run, since reads past the end of a file PCM repeat stale data.
+    write_raw(mic_file, noise(MIC_RATE * 30, seed=7, amplitude=6000))
+    alsa.add_capture("mic", mic_file).add_playback("spk", spk_file).write()
+    status_sock = tmp_path / "status.sock"
+    config = tmp_path / "voiceterm.toml"
+    config.write_text(
+        f"""
+[bot]
+url = "{shared_bot.url}"
+ready_timeout = 2.0
+[audio]
+capture_device = "mic"
+playback_device = "spk"
+pacing = "wall-clock"
+[earcons]
+enabled = false
+[push_to_talk]
+tail_ms = 200
+[gpio]
+pin_factory = "mock"
+[reconnect]
+initial_delay = 0.2
+max_delay = 1.0
+[heartbeat]
+interval = 2.0
+timeout = 2.0
+[status]
+socket = "{status_sock}"
+"""
+    )
+    sink = NotifySink(tmp_path / "notify.sock")
+    env = {
+        **os.environ,
+        **alsa.env,
+        "NOTIFY_SOCKET": str(sink.path),
+        "WATCHDOG_USEC": "400000",
+        "VOICETERM_CONFIG": str(config),
+    }
+    env.pop("WATCHDOG_PID", None)
+    exe = Path(sys.executable).parent / "voiceterm"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(exe), "run", "--keyboard"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        yield {
+            "proc": proc,
+            "sink": sink,
+            "status": str(status_sock),
+            "bot": shared_bot,
+            "spk": spk_file,
+            "started": started,
+        }
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        sink.close()
+
+
+def _status(path: str) -> dict[str, Any] | None:
+    try:
+        return read_status(path, timeout=1.0)
+    except (OSError, ValueError):
+        return None
+
+
+def test_full_turn_then_clean_sigterm(daemon_env: dict[str, Any]) -> None:
+    proc: subprocess.Popen[bytes] = daemon_env["proc"]
+    sink: NotifySink = daemon_env["sink"]
+    bot: BotProcess = daemon_env["bot"]
+    mark = bot.mark()
+
+    # READY=1 as soon as config, audio and GPIO are up; then the link becomes ready.
+    ready_at = wait_until(lambda: sink.first("READY=1"), 20, "READY=1")
+    print(f"READY=1 after {ready_at - daemon_env['started']:.3f} s (process start incl. imports)")
+    wait_until(
+        lambda: (s := _status(daemon_env["status"])) and s["link"]["state"] == "ready", 15, "link ready"
+    )
+    snap = _status(daemon_env["status"])
+    assert snap is not None and snap["status"] == "ready"
+
+    # One push-to-talk turn from the keyboard: space starts, space ends.
+    assert proc.stdin is not None
+    proc.stdin.write(b" ")
+    proc.stdin.flush()
+    wait_until(lambda: _status(daemon_env["status"])["status"] == "listening", 5, "listening")
+    start = bot.wait_for(
+        lambda e: e["event"] == "message" and (e.get("data") or {}).get("t") == "push_to_talk", 5, since=mark
+    )
+    assert start["data"]["d"] == {"state": "start"}
+    heard_before = bot.audio_in_total()
+    wait_until(
+        lambda: bot.audio_in_total() - heard_before >= MIC_RATE * 2 // 2, 10, "0.5 s of mic audio at the bot"
+    )
+    proc.stdin.write(b" ")
+    proc.stdin.flush()
+    bot.wait_for(
+        lambda e: e["event"] == "message" and (e.get("data") or {}).get("d") == {"state": "stop"},
+        5,
+        since=mark,
+    )
+
+    # The echoed reply was played: the speaker wrote bot audio (not only idle silence) to the file.
+    def played() -> bool:
+        s = _status(daemon_env["status"])
+        return bool(s) and s["audio"]["playback"].get("frames_played_total", 0) >= SPK_RATE // 4
+
+    wait_until(played, 10, "the echo to be played")
+    out = read_raw(daemon_env["spk"])
+    assert np.abs(out.astype(np.int32)).max() > 1000, "only silence reached the speaker"
+
+    # After the tail, no more mic audio goes to the bot.
+    wait_until(
+        lambda: _status(daemon_env["status"])["status"] in ("ready", "speaking", "thinking"), 5, "turn end"
+    )
+
+    def quiet_total() -> int | None:
+        n = bot.audio_in_total()
+        return n if _stable(bot, n) else None
+
+    settled = wait_until(quiet_total, 5, "mic audio to stop flowing")
+    assert settled > heard_before
+
+    lines = sink.lines()
+    assert any(line.startswith("STATUS=") for line in lines)
+    assert "WATCHDOG=1" in lines
+
+    # SIGTERM: a clean exit within a second, disconnect-bot sent, STOPPING=1 told.
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(5)
+    elapsed = time.monotonic() - t0
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr
+    assert elapsed < 1.5, f"SIGTERM took {elapsed:.2f} s"
+    assert "STOPPING=1" in sink.lines()
+    bot.wait_for(lambda e: e["event"] == "disconnect_bot", 5, since=mark)
+    assert "Traceback" not in stderr
+    print(f"SIGTERM to exit: {elapsed * 1000:.0f} ms")
+
+
+def _stable(bot: BotProcess, n: int) -> bool:
+    """True when the bot's received-audio total stays at n over the next 0.4 s of its reports."""
+    deadline = time.monotonic() + 0.4
+    while time.monotonic() < deadline:
+        if bot.audio_in_total() != n:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_config_error_exits_78_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[audio]\nperiod_ms = "twenty"\n')
+    exe = Path(sys.executable).parent / "voiceterm"
+    proc = subprocess.run(
+        [str(exe), "run", "-c", str(bad)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 78
+    assert proc.stderr.strip().count("\n") == 0
+    assert "audio.period_ms" in proc.stderr
+
+
+def test_missing_gpio_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('[gpio]\npin_factory = "lgpio"\n')
+    exe = Path(sys.executable).parent / "voiceterm"
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    proc = subprocess.run(
+        [str(exe), "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30, env=env, check=False
+    )
+    assert proc.returncode == 78, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "gpio" in proc.stderr.lower()
