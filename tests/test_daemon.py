@@ -9,6 +9,7 @@ daemon cleanly, saying goodbye to the bot.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -262,3 +263,173 @@ def test_missing_gpio_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 78, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "gpio" in proc.stderr.lower()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def offline_daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The daemon with no bot listening: it must still start, report READY and tell the truth."""
+    alsa = AlsaFileConfig(tmp_path / "alsa")
+    write_raw(tmp_path / "mic.raw", noise(MIC_RATE * 30, seed=3))
+    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw").write()
+    status_sock = tmp_path / "status.sock"
+    metrics = tmp_path / "metrics.prom"
+    config = tmp_path / "voiceterm.toml"
+    body = f"""
+[bot]
+url = "ws://127.0.0.1:{_free_port()}/ws"
+[audio]
+capture_device = "mic"
+playback_device = "spk"
+pacing = "wall-clock"
+[gpio]
+enabled = false
+[reconnect]
+initial_delay = 0.2
+max_delay = 0.5
+[status]
+socket = "{status_sock}"
+metrics_file = "{metrics}"
+metrics_interval = 1.0
+"""
+    config.write_text(body)
+    sink = NotifySink(tmp_path / "notify.sock")
+    env = {**os.environ, **alsa.env, "NOTIFY_SOCKET": str(sink.path)}
+    exe = Path(sys.executable).parent / "voiceterm"
+    proc = subprocess.Popen(
+        [str(exe), "run", "-c", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        yield {
+            "proc": proc,
+            "sink": sink,
+            "status": str(status_sock),
+            "config": config,
+            "body": body,
+            "metrics": metrics,
+            "exe": exe,
+        }
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        sink.close()
+
+
+def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -> None:
+    proc: subprocess.Popen[bytes] = offline_daemon["proc"]
+    sink: NotifySink = offline_daemon["sink"]
+    wait_until(lambda: sink.first("READY=1"), 20, "READY=1 with the bot down")
+
+    # The LED and STATUS never claim ready while the bot is unreachable.
+    snap = wait_until(lambda: _status(offline_daemon["status"]), 10, "status socket")
+    assert snap["status"] == "offline"
+    assert snap["link"]["state"] in ("connecting", "backing-off")
+    wait_until(
+        lambda: any(line.startswith("STATUS=offline") for line in sink.lines()), 5, "STATUS=offline line"
+    )
+
+    # `voiceterm status` reads the same document.
+    out = subprocess.run(
+        [str(offline_daemon["exe"]), "status", "--socket", offline_daemon["status"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "status: offline" in out.stdout
+    assert "link.state:" in out.stdout
+
+    # The Prometheus textfile is written for node_exporter.
+    text = wait_until(
+        lambda: offline_daemon["metrics"].exists() and offline_daemon["metrics"].read_text(), 10, "metrics"
+    )
+    assert 'voiceterm_link_state{state="ready"} 0' in text
+
+    # SIGHUP: a live key (logging.level) applies; a key that needs a restart is named.
+    offline_daemon["config"].write_text(
+        offline_daemon["body"].replace('capture_device = "mic"', 'capture_device = "spk"')
+        + '[logging]\nlevel = "debug"\n'
+    )
+    n_ready = sum(1 for line in sink.lines() if line == "READY=1")
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "RELOADING=1" in sink.lines(), 5, "RELOADING=1")
+    wait_until(
+        lambda: sum(1 for line in sink.lines() if line == "READY=1") > n_ready, 5, "READY=1 after reload"
+    )
+
+    # A broken file on SIGHUP keeps the running configuration.
+    offline_daemon["config"].write_text("[audio]\nperiod_ms = 0\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: sum(1 for line in sink.lines() if line == "READY=1") > n_ready + 1, 5, "READY after refusal"
+    )
+    assert proc.poll() is None, "a bad file on SIGHUP must not stop the daemon"
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 0
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert "audio.capture_device" in stderr and "need a restart" in stderr
+    assert "reload refused" in stderr and "audio.period_ms" in stderr
+    assert "Traceback" not in stderr
+    # One line per state change, not one per attempt: a few lines for many reconnect attempts.
+    attempts = snap["link"].get("attempts", 0)
+    link_lines = [line for line in stderr.splitlines() if "voiceterm.link" in line]
+    assert len(link_lines) <= 6, "\n".join(link_lines)
+    print(f"link log lines: {len(link_lines)} for >= {attempts} failed attempts")
+
+
+def test_devices_lists_file_pcms(tmp_path: Path) -> None:
+    alsa = AlsaFileConfig(tmp_path / "alsa")
+    write_raw(tmp_path / "mic.raw", noise(1600))
+    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw").write()
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('[audio]\ncapture_device = "mic"\nplayback_device = "spk"\n')
+    exe = Path(sys.executable).parent / "voiceterm"
+    out = subprocess.run(
+        [str(exe), "devices", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **alsa.env},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "mic  <- configured" in out.stdout
+    assert "spk  <- configured" in out.stdout
+
+
+def test_meter_prints_levels(tmp_path: Path) -> None:
+    alsa = AlsaFileConfig(tmp_path / "alsa")
+    t = np.arange(MIC_RATE * 5) / MIC_RATE
+    tone = (np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype(np.int16)  # -6 dBFS peak, -9 dBFS rms
+    write_raw(tmp_path / "mic.raw", tone)
+    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw").write()
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('[audio]\ncapture_device = "mic"\npacing = "wall-clock"\n')
+    exe = Path(sys.executable).parent / "voiceterm"
+    out = subprocess.run(
+        [str(exe), "meter", "-c", str(cfg), "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **alsa.env},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if "rms" in line]
+    assert lines, out.stdout
+    m = re.search(r"rms\s+(-?[\d.]+) dBFS\s+peak\s+(-?[\d.]+) dBFS", lines[-1])
+    assert m, lines[-1]
+    assert float(m.group(1)) == pytest.approx(-9.03, abs=0.15)
+    assert float(m.group(2)) == pytest.approx(-6.02, abs=0.1)
