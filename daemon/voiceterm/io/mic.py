@@ -1,0 +1,209 @@
+"""The microphone: one long-lived ALSA capture PCM read on its own thread, one period per chunk, handed to
+trio as `MicChunk`s through a bounded channel.
+
+The handle is opened once and kept (reopening per turn is what makes USB mics report "device busy"); it is
+reopened by name with backoff only when the device fails. A read that reports an overrun is a dropped
+period: counted, logged once per burst, its bytes never used. `level` gives the RMS and peak dBFS of the
+latest chunk for the CLI meter and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from voiceterm.config import AudioConfig
+from voiceterm.core.pcm import DBFS_FLOOR, apply_gain_db, level_dbfs
+from voiceterm.io.alsa import (
+    CAPTURE,
+    EPIPE,
+    UNCLOCKED_READS,
+    AlsaPcm,
+    CapturePacer,
+    DeviceWorker,
+    UnclockedDetector,
+)
+from voiceterm.logs import kv
+
+log = logging.getLogger("voiceterm.audio")
+
+CAPTURE_MIN_PERIODS = (
+    8  # a deeper capture buffer costs no latency (reads return per period) and rides out stalls
+)
+BURST_END_READS = 50  # good reads in a row that end an overrun burst (one second at 20 ms periods)
+
+
+@dataclass(frozen=True, slots=True)
+class MicChunk:
+    """One period of captured audio: S16_LE mono at the microphone's rate."""
+
+    pcm: bytes
+    captured_at: float  # trio.current_time() when the read returned
+
+
+class Microphone(DeviceWorker):
+    """Captures from `audio.capture_device` until cancelled; never blocks the trio thread.
+
+    `run()` reports started after the first open attempt, whether it worked or not; a missing device is a
+    fault (`fault`, `on_fault`) that clears by itself when the device appears.
+    """
+
+    kind = CAPTURE
+
+    def __init__(
+        self,
+        audio: AudioConfig,
+        *,
+        sample_rate: int | None = None,
+        on_fault: Callable[[str | None], None] | None = None,
+    ) -> None:
+        super().__init__(
+            audio.capture_device,
+            reopen_min_s=audio.reopen_min_s,
+            reopen_max_s=audio.reopen_max_s,
+            on_fault=on_fault,
+        )
+        self.sample_rate = sample_rate or audio.recorder_sample_rate
+        self.chunk_frames = max(1, self.sample_rate * audio.period_ms // 1000)
+        self.chunk_bytes = 2 * self.chunk_frames
+        self.gain_db = audio.mic_gain_db
+        self.wall_clock = audio.pacing == "wall-clock"
+        self.periods = max(CAPTURE_MIN_PERIODS, audio.buffer_periods)
+        self._last_pcm: bytes = b""  # the latest chunk, for `level`
+        self._level_of: bytes = b""
+        self._level: tuple[float, float] = (DBFS_FLOOR, DBFS_FLOOR)
+        self._send: trio.MemorySendChannel[MicChunk] | None = None
+        self._chunks_total = 0
+        self._overruns_total = 0
+        self._dropped_total = 0
+        self._in_burst = False
+        self._good_reads = 0
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[MicChunk],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Capture until cancelled. Full channel: the chunk is dropped and counted (never blocks)."""
+        self._send = send
+        await self._run_worker(task_status)
+
+    @property
+    def level(self) -> tuple[float, float]:
+        """(RMS, peak) dBFS of the latest chunk. Computed when asked: a meter reads it a few times a
+        second, while metering every chunk on the capture thread would cost more than the capture."""
+        chunk = self._last_pcm
+        if chunk is not self._level_of:
+            self._level = level_dbfs(chunk) if chunk else (DBFS_FLOOR, DBFS_FLOOR)
+            self._level_of = chunk
+        return self._level
+
+    def stats(self) -> dict[str, int]:
+        """chunks_total captured; overruns_total periods lost to overruns; dropped_total chunks the full
+        channel refused; reopens_total opens after a failure of a device that had worked."""
+        return {
+            "chunks_total": self._chunks_total,
+            "overruns_total": self._overruns_total,
+            "dropped_total": self._dropped_total,
+            "reopens_total": self._reopens,
+        }
+
+    # --- trio side ----------------------------------------------------------------------------
+
+    def _deliver(self, chunk: MicChunk) -> None:
+        send = self._send
+        if send is None:
+            return
+        try:
+            send.send_nowait(chunk)
+        except trio.WouldBlock:
+            self._dropped_total += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._dropped_total += 1
+
+    # --- device thread ------------------------------------------------------------------------
+
+    def _open(self) -> AlsaPcm:
+        return AlsaPcm(CAPTURE, self.device, self.sample_rate, self.chunk_frames, self.periods)
+
+    def _opened(self, pcm: AlsaPcm) -> None:
+        log.info(
+            "capture device open %s",
+            kv(device=self.device, rate=pcm.rate, period=pcm.period_frames, buffer=pcm.buffer_frames),
+        )
+
+    def _serve(self, pcm: AlsaPcm) -> None:
+        period_s = pcm.period_frames / pcm.rate
+        pacer = CapturePacer(period_s) if self.wall_clock else None
+        detector = UnclockedDetector(UNCLOCKED_READS)
+        pending = bytearray()
+        last = time.perf_counter()
+        stop = self._stop
+        while not stop.is_set():
+            if pacer is not None:
+                delay = pacer.delay()
+                if delay > 0:
+                    # A plain sleep of at most a period: half the cost of Event.wait, and stop is
+                    # still seen within one period.
+                    time.sleep(delay)
+                    if stop.is_set():
+                        return
+            n, data = pcm.read()
+            now = time.perf_counter()
+            if pacer is not None:
+                pacer.consumed()
+            elif detector.observe(now - last < period_s / 4):
+                log.warning(
+                    'capture device "%s" returns audio faster than real time (a file or null PCM?); '
+                    'pacing it by the wall clock; set audio.pacing = "wall-clock" to say so',
+                    self.device,
+                )
+                pacer = CapturePacer(period_s)
+                pacer.delay()
+            last = now
+            if n < 0:
+                self._overrun(n)
+                continue
+            if n == 0:
+                continue
+            self._read_ok()
+            if not pending and len(data) == self.chunk_bytes:
+                self._emit(data, now)
+                continue
+            # The device granted another period size (or a read came back short): re-chunk.
+            pending += data
+            while len(pending) >= self.chunk_bytes:
+                self._emit(bytes(pending[: self.chunk_bytes]), now)
+                del pending[: self.chunk_bytes]
+
+    def _overrun(self, code: int) -> None:
+        """A read that lost data: count it, never use its bytes, log once per burst."""
+        self._overruns_total += 1
+        self._good_reads = 0
+        if not self._in_burst:
+            self._in_burst = True
+            log.warning(
+                "capture overrun: period dropped %s",
+                kv(device=self.device, code=code, overruns_total=self._overruns_total),
+            )
+
+    def _read_ok(self) -> None:
+        if self._in_burst:
+            self._good_reads += 1
+            if self._good_reads >= BURST_END_READS:
+                self._in_burst = False
+
+    def _emit(self, data: bytes, perf_time: float) -> None:
+        if self.gain_db:
+            data = apply_gain_db(data, self.gain_db)
+        self._last_pcm = data
+        self._chunks_total += 1
+        self._post(self._deliver, MicChunk(data, perf_time + self._trio_offset))
+
+
+__all__ = ["EPIPE", "MicChunk", "Microphone"]

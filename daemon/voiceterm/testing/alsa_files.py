@@ -1,0 +1,237 @@
+"""File-backed ALSA devices for the tests, the demo and the benchmarks: real alsa-lib, no sound card.
+
+`AlsaFileConfig` writes a self-contained ALSA configuration of `type file` PCMs (capture reads raw S16_LE
+from an `infile`, playback writes raw S16_LE to a `file`, both over `slave.pcm "null"`) and points
+`ALSA_CONFIG_PATH` at it. That variable replaces the whole configuration, alsa.conf included, so the file
+defines everything it uses (the `null` slave too); names it does not define, `default` and `hw:0`
+included, do not exist.
+
+alsa-lib re-reads its configuration on every `snd_pcm_open` when a file's device, inode or mtime (whole
+seconds) changed. `write()` therefore replaces the file by rename (a new inode), so removing a device and
+bringing it back within the same second is seen at the next open.
+
+These PCMs are unclocked (reads and writes return at once; reads past the end of `infile` repeat stale
+data), so run the audio layer with `pacing = "wall-clock"` and size input files exactly. A `FifoTap`
+as a PCM's `file` lets a test break an open device mid-stream: alsa-lib then fails the read or write
+with EIO, as a USB device does when it is unplugged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "AlsaFileConfig",
+    "FifoTap",
+    "noise",
+    "read_raw",
+    "write_raw",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pcm:
+    kind: str  # "capture" | "playback"
+    infile: str | None
+    file: str
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AlsaFileConfig:
+    """A self-contained ALSA config of file PCMs in `directory`, activated through ALSA_CONFIG_PATH."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, filename: str = "asound.conf") -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / filename
+        self._pcms: dict[str, _Pcm] = {}
+        self._removed: set[str] = set()
+        self._default: tuple[str, str] | None = None
+
+    # --- defining devices ---------------------------------------------------------------------
+
+    def add_capture(
+        self, name: str, infile: str | os.PathLike[str], *, tee: str | os.PathLike[str] = "/dev/null"
+    ) -> AlsaFileConfig:
+        """A capture PCM that reads raw S16_LE from `infile` (and copies what it reads to `tee`)."""
+        self._pcms[name] = _Pcm("capture", str(infile), str(tee))
+        return self
+
+    def add_playback(self, name: str, outfile: str | os.PathLike[str]) -> AlsaFileConfig:
+        """A playback PCM that writes raw S16_LE to `outfile` (a regular file or a FifoTap path)."""
+        self._pcms[name] = _Pcm("playback", None, str(outfile))
+        return self
+
+    def set_default(self, capture: str, playback: str) -> AlsaFileConfig:
+        """Make `default` an asym PCM over two of the defined devices (for the demo)."""
+        self._default = (capture, playback)
+        return self
+
+    def remove(self, name: str) -> None:
+        """Take a device out of the configuration (as if unplugged); call write() to apply."""
+        if name not in self._pcms:
+            raise KeyError(name)
+        self._removed.add(name)
+
+    def restore(self, name: str) -> None:
+        """Put a removed device back; call write() to apply."""
+        self._removed.discard(name)
+
+    # --- output -------------------------------------------------------------------------------
+
+    def text(self) -> str:
+        lines = [
+            "# voiceterm test ALSA configuration (self-contained: ALSA_CONFIG_PATH replaces alsa.conf)",
+            "pcm.null { type null }",
+        ]
+        for name, pcm in self._pcms.items():
+            if name in self._removed:
+                continue
+            ioid = "Input" if pcm.kind == "capture" else "Output"
+            lines.append(f"pcm.{_quote(name)} {{")
+            lines.append("    type file")
+            lines.append('    slave.pcm "null"')
+            lines.append(f"    file {_quote(pcm.file)}")
+            if pcm.infile is not None:
+                lines.append(f"    infile {_quote(pcm.infile)}")
+            lines.append('    format "raw"')
+            # alsa-lib has no IOID key for software PCMs, but a hint is "NAME..|DESC..|IOID..": a
+            # description ending in "|IOIDInput" makes the device list in one direction only.
+            lines.append(f'    hint {{ show on description "voiceterm test {pcm.kind}|IOID{ioid}" }}')
+            lines.append("}")
+        if self._default is not None:
+            capture, playback = self._default
+            lines.append("pcm.!default {")
+            lines.append("    type asym")
+            lines.append(f"    capture.pcm {_quote(capture)}")
+            lines.append(f"    playback.pcm {_quote(playback)}")
+            lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> Path:
+        """Write the file atomically (new inode: alsa-lib notices the change at its next open)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(self.text(), encoding="utf-8")
+        os.replace(tmp, self.path)
+        return self.path
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment that makes alsa-lib use this configuration."""
+        return {"ALSA_CONFIG_PATH": str(self.path)}
+
+    def activate(self) -> Path:
+        """write() and set ALSA_CONFIG_PATH in this process (tests should prefer monkeypatch.setenv)."""
+        path = self.write()
+        os.environ["ALSA_CONFIG_PATH"] = str(path)
+        return path
+
+
+# --- raw audio files ----------------------------------------------------------------------------
+
+
+def noise(n_frames: int, *, seed: int = 0, amplitude: int = 8000, nonzero: bool = True) -> np.ndarray:
+    """Reproducible mono int16 noise; with `nonzero` no sample is 0, so it cannot pass for silence."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-amplitude, amplitude + 1, size=n_frames, dtype=np.int32)
+    if nonzero:
+        x[x == 0] = 1
+    return x.astype("<i2")
+
+
+def write_raw(path: str | os.PathLike[str], samples: np.ndarray) -> Path:
+    """Write mono S16_LE samples as a headerless raw file, exactly len(samples) frames long."""
+    path = Path(path)
+    path.write_bytes(np.asarray(samples, dtype="<i2").tobytes())
+    return path
+
+
+def read_raw(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a raw S16_LE file (an odd trailing byte is ignored)."""
+    data = Path(path).read_bytes()
+    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+
+
+# --- breakable output ---------------------------------------------------------------------------
+
+
+class FifoTap:
+    """A named pipe used as a file PCM's output: a thread drains it into `data`; `cut()` breaks it.
+
+    While the tap is cut, alsa-lib's writes to the pipe fail (EPIPE, reported as EIO by the PCM), which is
+    how an unplugged USB device shows up to the application. Reconnect before the device is reopened:
+    opening a pipe for writing waits for a reader.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            os.mkfifo(self.path)
+        self._lock = threading.Lock()
+        self._data = bytearray()
+        self._fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.reconnect()
+
+    @property
+    def data(self) -> bytes:
+        with self._lock:
+            return bytes(self._data)
+
+    @property
+    def connected(self) -> bool:
+        return self._fd is not None
+
+    def reconnect(self) -> None:
+        """Open the read end (non-blocking) and start draining."""
+        if self._fd is not None:
+            return
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._drain, args=(self._fd,), daemon=True, name="fifo-tap")
+        self._thread.start()
+
+    def cut(self) -> None:
+        """Close the read end: the writer's next write fails."""
+        if self._fd is None:
+            return
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        os.close(self._fd)
+        self._fd = None
+        self._thread = None
+
+    close = cut
+
+    def _drain(self, fd: int) -> None:
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(20):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as e:  # pragma: no cover - EAGAIN race between poll and read
+                if e.errno == errno.EAGAIN:
+                    continue
+                raise
+            if chunk:
+                with self._lock:
+                    self._data += chunk
+            else:
+                # No writer right now (POLLHUP): wait for one without spinning.
+                self._stop.wait(0.01)
