@@ -81,6 +81,7 @@ class Daemon:
         self._view_changed = trio.Event()
         self._timer_changed = trio.Event()
         self._last_status_line = ""
+        self._last_view_name = "starting"
         self._nursery: trio.Nursery | None = None
         self._stopping = False
         self.counters = {"mic_chunks_dropped_total": 0, "edges_dropped_total": 0, "reloads_total": 0}
@@ -185,6 +186,12 @@ class Daemon:
         """Something the view or the timers depend on may have changed: wake the LED and the timer task."""
         self._view_changed.set()
         self._timer_changed.set()
+        view = self.terminal.view()
+        if view.name != self._last_view_name:
+            # One line per visible state change (a turn is press, release, answer): the LED's story in the
+            # journal. A reconnect loop stays "offline" throughout, so it cannot flood this.
+            log.info("status %s", kv(status=view.name, previous=self._last_view_name))
+            self._last_view_name = view.name
 
     async def _wait_view_change(self) -> None:
         await self._view_changed.wait()
