@@ -358,7 +358,9 @@ def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -
 
     # SIGHUP: a live key (logging.level) applies; a key that needs a restart is named.
     offline_daemon["config"].write_text(
-        offline_daemon["body"].replace('capture_device = "mic"', 'capture_device = "spk"')
+        offline_daemon["body"]
+        .replace('capture_device = "mic"', 'capture_device = "spk"')
+        .replace("max_delay = 0.5", "max_delay = 0.8")
         + '[logging]\nlevel = "debug"\n'
     )
     n_ready = sum(1 for line in sink.lines() if line == "READY=1")
@@ -380,6 +382,8 @@ def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -
     assert proc.wait(5) == 0
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert "audio.capture_device" in stderr and "need a restart" in stderr
+    applied = next(line for line in stderr.splitlines() if "reloaded" in line)
+    assert "reconnect.max_delay" in applied and "logging.level" in applied
     assert "reload refused" in stderr and "audio.period_ms" in stderr
     assert "Traceback" not in stderr
     # One line per state change, not one per attempt: a few lines for many reconnect attempts.

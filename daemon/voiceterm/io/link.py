@@ -12,6 +12,7 @@ without blocking (messages go ahead of audio). State changes are published throu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import socket
@@ -287,6 +288,18 @@ class Link:
         self._young_failure: str | None = None  # why the last session ended, if it ended young
 
     # --- the app's side -----------------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: take the new [reconnect] and [heartbeat] settings. The attempt count carries over; the
+        next delay uses the new values, and so do the pings of the next session. [bot] changes need a restart (the app says so)."""
+        attempts = self._policy.attempts
+        self._policy.initial_delay = config.reconnect.initial_delay
+        self._policy.multiplier = config.reconnect.multiplier
+        self._policy.max_delay = max(config.reconnect.max_delay, config.reconnect.initial_delay)
+        self._policy.jitter = config.reconnect.jitter
+        self._policy.max_attempts = config.reconnect.max_attempts
+        assert self._policy.attempts == attempts
+        self.config = dataclasses.replace(self.config, reconnect=config.reconnect, heartbeat=config.heartbeat)
 
     def subscribe(self, callback: Callable[[LinkStatus], None]) -> None:
         """Call `callback(status)` synchronously, in the link task, after every status change."""

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -102,6 +103,10 @@ class Microphone(DeviceWorker):
             self._level = level_dbfs(chunk) if chunk else (DBFS_FLOOR, DBFS_FLOOR)
             self._level_of = chunk
         return self._level
+
+    def reconfigure(self, config: Any) -> None:
+        """SIGHUP: a new mic gain applies to the next chunk (the device stays open)."""
+        self.gain_db = config.audio.mic_gain_db
 
     def stats(self) -> dict[str, int]:
         """chunks_total captured; overruns_total periods lost to overruns; dropped_total chunks the full

@@ -136,6 +136,11 @@ class Speaker(DeviceWorker):
             self._playout.push(frames)
             self._cond.notify()
 
+    def reconfigure(self, config: Any) -> None:
+        """SIGHUP: new software volume and earcon settings apply to the next chunk and tone."""
+        self.volume = config.audio.volume_percent / 100.0
+        self.earcons = config.earcons
+
     def flush(self) -> int:
         """Drop all queued bot audio now (interruption); the device buffer is dropped too.
 

@@ -1,0 +1,61 @@
+"""SIGHUP's live part: each component takes the keys it can change without a restart."""
+
+from __future__ import annotations
+
+import trio
+
+from voiceterm.app import LIVE_KEYS, _changed_keys, _merge
+from voiceterm.config import config_from_dict
+from voiceterm.io.link import Link
+from voiceterm.io.mic import Microphone
+from voiceterm.io.speaker import Speaker
+
+
+def _is_live(key: str) -> bool:
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in LIVE_KEYS)
+
+
+def test_changed_keys_and_merge_keep_restart_keys() -> None:
+    old = config_from_dict({}, environ={})
+    new = config_from_dict(
+        {"audio": {"volume_percent": 50, "capture_device": "plughw:1"}, "reconnect": {"max_delay": 10.0}},
+        environ={},
+    )
+    changed = _changed_keys(old, new)
+    assert sorted(changed) == ["audio.capture_device", "audio.volume_percent", "reconnect.max_delay"]
+    live = [k for k in changed if _is_live(k)]
+    assert sorted(live) == ["audio.volume_percent", "reconnect.max_delay"]
+    merged = _merge(old, new, live)
+    assert merged.audio.volume_percent == 50 and merged.reconnect.max_delay == 10.0
+    assert merged.audio.capture_device == "default"  # needs a restart: the running value stays
+
+
+def test_token_change_is_seen_though_masked() -> None:
+    old = config_from_dict({"bot": {"token": "a"}}, environ={})
+    new = config_from_dict({"bot": {"token": "b"}}, environ={})
+    assert _changed_keys(old, new) == ["bot.token"]
+
+
+async def test_components_take_live_values() -> None:
+    old = config_from_dict({}, environ={})
+    new = config_from_dict(
+        {
+            "audio": {"volume_percent": 25, "mic_gain_db": 6.0},
+            "earcons": {"press": False},
+            "reconnect": {"initial_delay": 2.0, "multiplier": 2.0, "max_delay": 8.0, "max_attempts": 3},
+            "heartbeat": {"interval": 3.0},
+        },
+        environ={},
+    )
+    link = Link(old)
+    link.reconfigure(new)
+    assert link._policy.base_delay(1) == 2.0 and link._policy.base_delay(3) == 8.0
+    assert link._policy.max_attempts == 3
+    assert link.config.heartbeat.interval == 3.0
+    spk = Speaker(old.audio, old.earcons)
+    spk.reconfigure(new)
+    assert spk.volume == 0.25 and spk.earcons.press is False
+    mic = Microphone(old.audio)
+    mic.reconfigure(new)
+    assert mic.gain_db == 6.0
+    await trio.lowlevel.checkpoint()
