@@ -291,14 +291,13 @@ class Link:
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: take the new [reconnect] and [heartbeat] settings. The attempt count carries over; the
-        next delay uses the new values, and so do the pings of the next session. [bot] changes need a restart (the app says so)."""
-        attempts = self._policy.attempts
+        next delay uses the new values, and so do the pings of the next session. [bot] changes need a
+        restart (the app names them)."""
         self._policy.initial_delay = config.reconnect.initial_delay
         self._policy.multiplier = config.reconnect.multiplier
         self._policy.max_delay = max(config.reconnect.max_delay, config.reconnect.initial_delay)
         self._policy.jitter = config.reconnect.jitter
         self._policy.max_attempts = config.reconnect.max_attempts
-        assert self._policy.attempts == attempts
         self.config = dataclasses.replace(self.config, reconnect=config.reconnect, heartbeat=config.heartbeat)
 
     def subscribe(self, callback: Callable[[LinkStatus], None]) -> None:
