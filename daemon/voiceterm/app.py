@@ -84,7 +84,7 @@ class Daemon:
         self._last_view_name = "starting"
         self._nursery: trio.Nursery | None = None
         self._stopping = False
-        self.counters = {"mic_chunks_dropped_total": 0, "edges_dropped_total": 0, "reloads_total": 0}
+        self.counters = {"reloads_total": 0}
 
     # --- wiring ------------------------------------------------------------------------------------
 
@@ -336,6 +336,10 @@ class Daemon:
                 "playback": spk_stats,
             },
             "daemon": dict(self.counters),
+            "panel": {
+                "gpio": self.panel is not None,
+                "edges_dropped_total": getattr(self.panel, "edges_dropped_total", 0),
+            },
         }
 
     def request_stop(self, why: str) -> None:
