@@ -29,6 +29,7 @@ import trio_websocket
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected
 
 from voiceterm.config import Config
+from voiceterm.core.latency import LatencyRecorder
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.reconnect import DEFAULT_STABLE_AFTER, ReconnectPolicy
 from voiceterm.io.lograte import RepeatSuppressor, Throttle
@@ -43,7 +44,7 @@ from voiceterm.logs import kv, redact
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
-from voiceterm.protocol.events import AudioChunk, Event
+from voiceterm.protocol.events import AudioChunk, Event, Interruption
 from voiceterm.protocol.registry import get_serializer
 
 if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
@@ -78,6 +79,21 @@ class SessionEnded:
     failure: bool  # False when it ended on purpose (close, reconnect_now)
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedAudio(AudioChunk):
+    """Bot audio as the link delivers it: an `AudioChunk` stamped with when its message arrived
+    (trio.current_time() right after the WebSocket read), so the speaker can measure its own latency."""
+
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedInterruption(Interruption):
+    """A protocol interruption, stamped like `ReceivedAudio`: the playback flush it causes is timed from it."""
+
+    received_at: float = 0.0
+
+
 @dataclass(slots=True)
 class LinkCounters:
     """Monotonic counters for the status socket and the metrics file."""
@@ -91,6 +107,7 @@ class LinkCounters:
     received_audio_bytes_total: int = 0
     received_events_total: int = 0
     dropped_incoming_total: int = 0
+    dropped_incoming_audio_bytes_total: int = 0  # the audio share of dropped_incoming_total, in bytes
     garbage_frames_total: int = 0
     connects_total: int = 0
     failures_total: int = 0
@@ -257,12 +274,14 @@ class Link:
         self._send_events, self.events = trio.open_memory_channel[Any](events_capacity)
         self._backlog: deque[Any] = deque()
         self._backlog_wakeup = trio.Event()
-        self._audio_out: deque[tuple[bytes, int]] = deque()
+        self._audio_out: deque[tuple[bytes, int, float | None]] = deque()
         self._audio_capacity = outgoing_audio_capacity
         self._messages_out: deque[dict[str, Any]] = deque()
         self._out_wakeup = trio.Event()
         self.status = LinkStatus()
         self.counters = LinkCounters()
+        # capture_to_send: a mic chunk's capture (read returned) to its WebSocket send having returned.
+        self.latency = {"capture_to_send": LatencyRecorder()}
         self._subscribers: list[Callable[[LinkStatus], None]] = []
         self._serializer: Serializer | None = None
         self._session = 0
@@ -304,8 +323,11 @@ class Link:
         """Call `callback(status)` synchronously, in the link task, after every status change."""
         self._subscribers.append(callback)
 
-    def send_audio(self, pcm: bytes, sample_rate: int) -> bool:
-        """Queue one mic chunk. False (and counted) when the link is down or the queue is full."""
+    def send_audio(self, pcm: bytes, sample_rate: int, captured_at: float | None = None) -> bool:
+        """Queue one mic chunk. False (and counted) when the link is down or the queue is full.
+
+        `captured_at` (trio time the capture read returned) times the chunk's way to the socket.
+        """
         if (
             not self.status.state.is_up
             or not isinstance(pcm, (bytes, bytearray))
@@ -313,7 +335,7 @@ class Link:
         ):
             self.counters.dropped_outgoing_audio_total += 1
             return False
-        self._audio_out.append((bytes(pcm), sample_rate))
+        self._audio_out.append((bytes(pcm), sample_rate, captured_at))
         self._out_wakeup.set()
         return True
 
@@ -726,6 +748,7 @@ class Link:
         try:
             while True:
                 data = await ws.get_message()
+                received_at = trio.current_time()
                 try:
                     events = serializer.decode(data)
                 except ProtocolError as e:
@@ -736,18 +759,22 @@ class Link:
                         log.warning(f"ignored an undecodable message from the bot: {redact(str(e))}{more}")
                     continue
                 for event in events:
-                    self._on_event(event, session)
+                    self._on_event(event, session, received_at)
         except ConnectionClosed as e:
             failure = describe_close(e.reason, max_message_bytes=self._bot.max_message_bytes)
             end.set(failure.reason, failure=failure)
 
-    def _on_event(self, event: Event, session: int) -> None:
+    def _on_event(self, event: Event, session: int, received_at: float) -> None:
         if isinstance(event, AudioChunk):
             self.counters.received_audio_total += 1
             self.counters.received_audio_bytes_total += len(event.pcm)
-            self._deliver(event, droppable=True)
+            stamped = ReceivedAudio(event.pcm, event.sample_rate, event.num_channels, received_at=received_at)
+            if not self._deliver(stamped, droppable=True):
+                self.counters.dropped_incoming_audio_bytes_total += len(event.pcm)
             return
         self.counters.received_events_total += 1
+        if type(event) is Interruption:
+            event = ReceivedInterruption(received_at=received_at)
         if isinstance(event, rtvi.BotReady):
             self._become_ready(session, "bot-ready")
         elif isinstance(event, rtvi.ServerError):
@@ -775,7 +802,7 @@ class Link:
                     await ws.send_message(data)
                     self.counters.sent_messages_total += 1
                 elif self._audio_out:
-                    pcm, rate = self._audio_out.popleft()
+                    pcm, rate, captured_at = self._audio_out.popleft()
                     try:
                         data = serializer.encode_audio(pcm, rate)
                     except ProtocolError as e:
@@ -785,6 +812,8 @@ class Link:
                             log.warning(f"not sending mic audio the bot could not read: {e}")
                         continue
                     await ws.send_message(data)
+                    if captured_at is not None:
+                        self.latency["capture_to_send"].record(trio.current_time() - captured_at)
                     self.counters.sent_audio_total += 1
                     self.counters.sent_audio_bytes_total += len(pcm)
                 else:
@@ -840,31 +869,34 @@ class Link:
 
     # --- delivery to the app -------------------------------------------------------------------------
 
-    def _deliver(self, event: Any, *, droppable: bool) -> None:
+    def _deliver(self, event: Any, *, droppable: bool) -> bool:
+        """Hand `event` to the app; False when it was dropped (counted)."""
         if droppable:
             if self._backlog:
                 # Events are waiting behind a full channel: this one would overtake them. Drop it.
                 self.counters.dropped_incoming_total += 1
-                return
+                return False
             try:
                 self._send_events.send_nowait(event)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.counters.dropped_incoming_total += 1
-            return
+                return False
+            return True
         if not self._backlog:
             try:
                 self._send_events.send_nowait(event)
-                return
+                return True
             except trio.WouldBlock:
                 pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.counters.dropped_incoming_total += 1
-                return
+                return False
         if len(self._backlog) >= CONTROL_BACKLOG:
             self._backlog.popleft()
             self.counters.dropped_incoming_total += 1
         self._backlog.append(event)
         self._backlog_wakeup.set()
+        return True
 
     async def _flush_backlog(self) -> None:
         while True:

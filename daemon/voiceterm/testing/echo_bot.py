@@ -187,8 +187,38 @@ def _echo_mode(base: type) -> type:
     return EchoBrain
 
 
+BENCH_ANSWER_MS = 3000  # `bench` mode: the answer spoken after each push-to-talk turn
+BENCH_INTERRUPT_AFTER_S = 1.0  # ... and how long into it the bot interrupts itself
+
+
+def _bench_mode(base: type) -> type:
+    import asyncio
+
+    echo = _echo_mode(base)
+
+    class BenchBrain(echo):
+        """Echo, plus after each push-to-talk turn a 3 s answer that the bot interrupts itself 1 s in (as
+        its VAD would when the user speaks over it), so the client sees the protocol interruption frame
+        without having pressed anything: the benchmark times the client's flush from that frame."""
+
+        async def on_client_message(self, kind: str, data: Any) -> None:
+            await super().on_client_message(kind, data)
+            if kind == "push_to_talk" and isinstance(data, dict) and data.get("state") == "stop":
+                await self.say(BENCH_ANSWER_MS)
+                self.create_task(self._interrupt_later(), "bench-self-interrupt")
+
+        async def _interrupt_later(self) -> None:
+            await asyncio.sleep(BENCH_INTERRUPT_AFTER_S)
+            if self._speaking:
+                self.log.emit("interrupted", by="bot")
+                self._speaking = False
+                await self.broadcast_interruption()
+
+    return BenchBrain
+
+
 # Mode name -> factory(BotBrain) -> brain class. Factories import pipecat lazily, like the base does.
-MODES: dict[str, Callable[[type], type]] = {"echo": _echo_mode}
+MODES: dict[str, Callable[[type], type]] = {"echo": _echo_mode, "bench": _bench_mode}
 
 
 def _twilio_serializer(log: EventLog):
