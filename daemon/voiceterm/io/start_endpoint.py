@@ -12,10 +12,11 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported only in start-endpoint mode: it costs ~8 MiB and 100 ms at start
+    import httpx
 
 if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
     from exceptiongroup import BaseExceptionGroup
@@ -117,6 +118,8 @@ async def call_start_endpoint(
     timeout: float = 10.0,
 ) -> StartResult:
     """POST `body` as JSON to `endpoint` and parse the answer. Raises `StartEndpointError`."""
+    import httpx
+
     shown = mask_url(endpoint)
     request_headers = {"Accept": "application/json", **dict(headers or {})}
     if bearer_token:
