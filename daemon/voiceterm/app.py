@@ -46,6 +46,9 @@ EX_SOFTWARE = 70  # sysexits: an internal error; systemd restarts on it
 SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
 MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
 EDGE_QUEUE = 64  # button edges / keys waiting for the brain
+PLAYBACK_POLL_S = 0.1  # how often the speaker's "audible" flag is read (RTVI events are not polled)
+STATUS_MIN_INTERVAL_S = 0.25  # at most 4 STATUS= lines a second
+STATUS_REFRESH_S = 5.0  # counters in the STATUS line refresh this often without a state change
 
 
 # Keys whose change a SIGHUP applies live; anything else needs a restart, and the log says which.
@@ -80,11 +83,13 @@ class Daemon:
         self.panel: Any = None
         self._view_changed = trio.Event()
         self._timer_changed = trio.Event()
+        self._status_changed = trio.Event()
         self._last_status_line = ""
         self._last_view_name = "starting"
         self._nursery: trio.Nursery | None = None
         self._stopping = False
-        self.counters = {"reloads_total": 0}
+        # mic_chunks_pumped_total and stale_bot_audio_frames_total close the audio accounting (fault campaign).
+        self.counters = {"reloads_total": 0, "mic_chunks_pumped_total": 0, "stale_bot_audio_frames_total": 0}
 
     # --- wiring ------------------------------------------------------------------------------------
 
@@ -162,12 +167,14 @@ class Daemon:
 
     # --- carrying inputs to the brain --------------------------------------------------------------
 
-    def _apply(self, commands: list[Any]) -> None:
+    def _apply(self, commands: list[Any], *, since: float | None = None) -> None:
+        """Carry out the brain's commands; `since` is when the bot event behind them arrived (it times the
+        playback flush of an interruption)."""
         for cmd in commands:
             if isinstance(cmd, SendMessage):
                 self.link.send_message(cmd.message)
             elif isinstance(cmd, FlushPlayback):
-                dropped = self.speaker.flush() if self.speaker else 0
+                dropped = self.speaker.flush(since=since) if self.speaker else 0
                 log.debug("playback flushed %s", kv(reason=cmd.reason, frames=dropped))
             elif isinstance(cmd, Earcon):
                 if self.speaker:
@@ -186,6 +193,7 @@ class Daemon:
         """Something the view or the timers depend on may have changed: wake the LED and the timer task."""
         self._view_changed.set()
         self._timer_changed.set()
+        self._status_changed.set()
         view = self.terminal.view()
         if view.name != self._last_view_name:
             # One line per visible state change (a turn is press, release, answer): the LED's story in the
@@ -209,9 +217,10 @@ class Daemon:
     async def _mic_pump(self, recv: trio.MemoryReceiveChannel) -> None:
         async with recv:
             async for chunk in recv:
+                self.counters["mic_chunks_pumped_total"] += 1
                 out = self.terminal.mic(chunk.pcm, trio.current_time())
                 if out is not None:
-                    self.link.send_audio(out, self.mic_rate)
+                    self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
 
     async def _link_events(self) -> None:
         async for event in self.link.events:
@@ -220,11 +229,13 @@ class Daemon:
                 # Audio already in flight when the user barged in must not sound after the flush.
                 if self.terminal.accept_bot_audio(now):
                     self.speaker.enqueue(event)
+                else:
+                    self.counters["stale_bot_audio_frames_total"] += event.n_frames
                 continue
             if isinstance(event, SessionStarted):
                 self._apply(self.terminal.session_started(now))
                 continue
-            self._apply(self.terminal.bot(event, now))
+            self._apply(self.terminal.bot(event, now), since=getattr(event, "received_at", now))
 
     async def _inputs(self, recv: trio.MemoryReceiveChannel) -> None:
         async with recv:
@@ -249,11 +260,12 @@ class Daemon:
                 self._apply(self.terminal.tick(trio.current_time()))
 
     async def _playback_watch(self) -> None:
-        """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI."""
-        period = self.cfg.audio.period_ms / 1000
+        """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI
+        (Twilio). RTVI's own speaking events arrive at once; this poll only backs them up, so 100 ms is
+        plenty and keeps the idle loop from waking 50 times a second."""
         playing = False
         while True:
-            await trio.sleep(period)
+            await trio.sleep(PLAYBACK_POLL_S)
             now_playing = bool(self.speaker and self.speaker.playing)
             if now_playing != playing:
                 playing = now_playing
@@ -273,13 +285,17 @@ class Daemon:
         return text + (" | " + ", ".join(extra) if extra else "")
 
     async def _status_reporter(self) -> None:
-        """STATUS= on every change (at most 4 per second) so `systemctl status` tells the truth."""
+        """STATUS= on every change so `systemctl status` tells the truth: woken by state changes, at most
+        4 lines a second, and every few seconds for the counters in the line."""
         while True:
             line = self.status_line()
             if line != self._last_status_line:
                 self._last_status_line = line
                 self.notifier.status(line)
-            await trio.sleep(0.25)
+            with trio.move_on_after(STATUS_REFRESH_S):
+                await self._status_changed.wait()
+            self._status_changed = trio.Event()
+            await trio.sleep(STATUS_MIN_INTERVAL_S)
 
     async def _watchdog(self, period: float) -> None:
         """WATCHDOG=1 only while the loop is healthy: a wedged loop (a task hogging it) stops the pings."""
@@ -336,11 +352,17 @@ class Daemon:
                 "playback": spk_stats,
             },
             "daemon": dict(self.counters),
+            "latency": self._latency(),
             "panel": {
                 "gpio": self.panel is not None,
                 "edges_dropped_total": getattr(self.panel, "edges_dropped_total", 0),
             },
         }
+
+    def _latency(self) -> dict[str, Any]:
+        """The always-on latency recorders (io/link.py, io/speaker.py) as summaries in ms plus buckets."""
+        recorders = {**self.link.latency, **getattr(self.speaker, "latency", {})}
+        return {name: rec.as_dict() for name, rec in recorders.items()}
 
     def request_stop(self, why: str) -> None:
         if self._stopping or self._nursery is None:

@@ -29,6 +29,7 @@ import trio
 
 from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.core import earcons as earcon_tones
+from voiceterm.core.latency import LatencyRecorder
 from voiceterm.core.pcm import scale
 from voiceterm.core.playout import PlayoutBuffer, PlayoutState
 from voiceterm.core.resample import StreamResampler
@@ -48,6 +49,7 @@ log = logging.getLogger("voiceterm.audio")
 UNDERRUN_WINDOW_S = 0.5  # audio resuming within this much silence was an underrun, later a new utterance
 EARCON_QUEUE_MAX = 4  # earcons waiting to start; older ones are dropped beyond it
 MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on rounding)
+TIMED_CHUNKS_MAX = 512  # chunks waiting for their first write to be timed; later ones go untimed
 
 
 class Speaker(DeviceWorker):
@@ -98,6 +100,25 @@ class Speaker(DeviceWorker):
         self._xruns = 0
         self._device_frames = 0  # all frames written, silence and earcons included
         self._device_delay = 0  # frames in the device after the last write (not audible yet)
+        self._write_lost = 0  # bot frames pulled for a write that failed with the device
+        self._frames_in = 0  # bot frames handed to enqueue (device rate): the accounting's starting point
+        # Latency, timed from the link's receive stamp (`received_at`, trio time) when the chunk has one:
+        # receive_to_playout - the daemon's processing until the frames sit in the playout buffer;
+        # receive_to_write - until the chunk's first frame is written to ALSA (the designed jitter-buffer
+        #   wait included); receive_to_audible - until that frame leaves the device (the device buffer's
+        #   fill ahead of it added, by the device's clock); interruption - an interruption's arrival until
+        #   the device holds no old audio.
+        self.latency = {
+            "receive_to_playout": LatencyRecorder(),
+            "receive_to_write": LatencyRecorder(),
+            "receive_to_audible": LatencyRecorder(),
+            "interruption": LatencyRecorder(),
+        }
+        # (stream position of a chunk's first frame, its received_at), oldest first
+        self._timed: deque[tuple[int, float]] = deque()
+        self._pushed_pos = 0  # bot frames ever pushed into the playout buffer
+        self._gone_pos = 0  # ... and ever taken out of it (pulled, dropped by the cap, flushed)
+        self._interrupt_since: float | None = None  # an interruption waiting for the writer's drop()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Play until cancelled; started after the first open attempt (success or fault)."""
@@ -121,9 +142,12 @@ class Speaker(DeviceWorker):
         frames = np.frombuffer(raw, dtype="<i2", count=usable // 2)
         if channels > 1:
             frames = np.rint(frames.reshape(-1, channels).mean(axis=1)).astype("<i2")
+        received_at = getattr(chunk, "received_at", None)
         if self.fault is not None:
             # No device: playing this later would be stale; count it and let it go.
-            self._faulted_dropped += frames.shape[0] * self.rate // in_rate
+            lost = frames.shape[0] * self.rate // in_rate
+            self._faulted_dropped += lost
+            self._frames_in += lost
             return
         with self._cond:
             if in_rate != self.rate:
@@ -133,29 +157,51 @@ class Speaker(DeviceWorker):
                 frames = self._resampler.process(frames, in_rate)
             if self.volume != 1.0 and frames.size:
                 frames = np.frombuffer(scale(frames.tobytes(), self.volume), dtype="<i2")
-            self._playout.push(frames)
+            if received_at is not None and frames.size and len(self._timed) < TIMED_CHUNKS_MAX:
+                self._timed.append((self._pushed_pos, received_at))
+            self._push(frames)
             self._cond.notify()
+        if received_at is not None:
+            self.latency["receive_to_playout"].record(self._trio_time() - received_at)
+
+    def _push(self, frames: np.ndarray) -> None:
+        """Into the playout buffer, keeping the stream positions the latency timing uses (lock held)."""
+        self._frames_in += frames.shape[0]
+        self._pushed_pos += frames.shape[0]
+        self._gone_pos += self._playout.push(frames)  # frames the cap dropped
 
     def reconfigure(self, config: Any) -> None:
         """SIGHUP: new software volume and earcon settings apply to the next chunk and tone."""
         self.volume = config.audio.volume_percent / 100.0
         self.earcons = config.earcons
 
-    def flush(self) -> int:
+    def flush(self, since: float | None = None) -> int:
         """Drop all queued bot audio now (interruption); the device buffer is dropped too.
 
         Returns the queued frames dropped (at the device rate). Call it before `earcon()` when both
-        happen at once, so the tone is not cut with the bot's voice.
+        happen at once, so the tone is not cut with the bot's voice. `since` (trio time the interruption
+        arrived) times how long until the device holds no more of the old audio, when there was any.
         """
         with self._cond:
             dropped = self._playout.flush()
             self._resampler.reset()
             self._flush_gen += 1
-            if self._writing_bot or time.perf_counter() < self._audible_until:
+            self._forget_positions()
+            audible = self._writing_bot or time.perf_counter() < self._audible_until
+            if audible:
                 self._drop_pending = True
+                if since is not None:
+                    self._interrupt_since = since  # timed by the writer once it has dropped the device buffer
+            elif since is not None and dropped:
+                self.latency["interruption"].record(self._trio_time() - since)
             self._audible_until = 0.0
             self._cond.notify()
         return dropped
+
+    def _forget_positions(self) -> None:
+        """Everything queued is gone (lock held): no chunk of it will be written."""
+        self._timed.clear()
+        self._gone_pos = self._pushed_pos
 
     def earcon(self, name: str) -> None:
         """Play a tone: "press", "release", "connected", "disconnected" or "error" (if enabled)."""
@@ -178,16 +224,18 @@ class Speaker(DeviceWorker):
 
         frames_played_total: bot frames handed to the device; underruns_total: the queue ran dry
         mid-utterance; dropped_frames_total: dropped by the cap or while the device was missing;
-        flushed_frames_total: dropped by flush() (and by a device failure); xruns_total: device (or
+        flushed_frames_total: dropped by flush() (and by a device failure); frames_in_total: bot frames
+        handed in, which equals played + dropped + flushed + queued; xruns_total: device (or
         pacer) underruns; device_frames_total: all frames written, silence included;
         device_delay_frames: frames in the device after the last write, not audible yet.
         """
         with self._cond:
             p = self._playout.stats()
         return {
+            "frames_in_total": self._frames_in,
             "frames_played_total": self._frames_played,
             "underruns_total": p.underruns,
-            "dropped_frames_total": p.dropped_frames + self._faulted_dropped,
+            "dropped_frames_total": p.dropped_frames + self._faulted_dropped + self._write_lost,
             "flushed_frames_total": p.flushed_frames,
             "reopens_total": self._reopens,
             "resampled_chunks_total": self._resampled_chunks,
@@ -218,6 +266,8 @@ class Speaker(DeviceWorker):
         with self._cond:
             self._playout.flush()
             self._resampler.reset()
+            self._forget_positions()
+            self._interrupt_since = None
             self._drop_pending = False
             self._writing_bot = False
             self._audible_until = 0.0
@@ -259,17 +309,29 @@ class Speaker(DeviceWorker):
                         and self._resampler.pending
                     ):
                         # About to run dry: let the resampler's delayed tail out first.
-                        playout.push(self._resampler.finish())
+                        self._push(self._resampler.finish())
                     block, bot = self._next_block(period)
                     gen = self._flush_gen
                     self._writing_bot = bot > 0
+                    first = self._gone_pos  # stream position of the block's first bot frame
+                    self._gone_pos += bot
             if drop_now:
                 pcm.drop()
                 if pacer is not None:
                     pacer.reset()
                 self._device_delay = 0
+                with cond:
+                    since, self._interrupt_since = self._interrupt_since, None
+                if since is not None:
+                    self.latency["interruption"].record(self._trio_time() - since)
                 continue
-            self._write(pcm, block)
+            try:
+                self._write(pcm, block)
+            except Exception:
+                with cond:
+                    self._writing_bot = False
+                    self._write_lost += bot  # the device failed under this block: counted as dropped
+                raise
             done = time.perf_counter()
             if pacer is not None:
                 pacer.wrote(block.shape[0])
@@ -292,6 +354,8 @@ class Speaker(DeviceWorker):
                     self.last_write_at = done + self._trio_offset
                     if gen == self._flush_gen:
                         self._audible_until = done + fill_after / rate
+                        ahead = fill_after - block.shape[0]  # device frames before this block's first
+                        self._time_written(first, bot, self.last_write_at, ahead / rate)
                     else:
                         self._drop_pending = True  # flushed while this block was on its way in
             if pacer is not None:
@@ -300,6 +364,20 @@ class Speaker(DeviceWorker):
             else:
                 self._xruns += pcm.xruns
                 pcm.xruns = 0
+
+    def _time_written(self, first: int, bot: int, written_at: float, ahead_s: float) -> None:
+        """Bot frames [first, first + bot) of the stream were written at the start of a block, behind
+        `ahead_s` of audio still in the device (lock held): time the chunks starting there."""
+        timed = self._timed
+        written = self.latency["receive_to_write"]
+        audible = self.latency["receive_to_audible"]
+        end = first + bot
+        while timed and timed[0][0] < end:
+            position, received_at = timed.popleft()
+            if position >= first:  # earlier ones were dropped by the cap, never written
+                written.record(written_at - received_at)
+                out_at = written_at + max(0.0, ahead_s + (position - first) / self.rate)
+                audible.record(out_at - received_at)
 
     def _next_block(self, n: int) -> tuple[np.ndarray, int]:
         """n frames for the device: bot audio (or silence) with any pending earcon mixed over it."""
