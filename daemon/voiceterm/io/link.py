@@ -276,6 +276,7 @@ class Link:
         self._backlog_wakeup = trio.Event()
         self._audio_out: deque[tuple[bytes, int, float | None]] = deque()
         self._audio_capacity = outgoing_audio_capacity
+        self._audio_in_send = 0  # 1 while a chunk taken from the queue is being written to the socket
         self._messages_out: deque[dict[str, Any]] = deque()
         self._out_wakeup = trio.Event()
         self.status = LinkStatus()
@@ -403,6 +404,7 @@ class Link:
             "url": self._shown_url,
             "serializer": self._serializer_cls.name,
             "outgoing_audio_queued": len(self._audio_out),
+            "outgoing_audio_in_send": self._audio_in_send,
             "outgoing_messages_queued": len(self._messages_out),
             "incoming_backlog": len(self._backlog),
             **self.counters.as_dict(),
@@ -799,7 +801,11 @@ class Link:
                     if data is None:
                         self.counters.dropped_messages_total += 1
                         continue
-                    await ws.send_message(data)
+                    try:
+                        await ws.send_message(data)
+                    except BaseException:
+                        self.counters.dropped_messages_total += 1  # taken, never delivered: counted
+                        raise
                     self.counters.sent_messages_total += 1
                 elif self._audio_out:
                     pcm, rate, captured_at = self._audio_out.popleft()
@@ -811,7 +817,15 @@ class Link:
                         if held is not None:
                             log.warning(f"not sending mic audio the bot could not read: {e}")
                         continue
-                    await ws.send_message(data)
+                    self._audio_in_send = 1
+                    try:
+                        await ws.send_message(data)
+                    except BaseException:
+                        # Taken from the queue but not delivered (the session ended mid-send): a counted drop.
+                        self.counters.dropped_outgoing_audio_total += 1
+                        raise
+                    finally:
+                        self._audio_in_send = 0
                     if captured_at is not None:
                         self.latency["capture_to_send"].record(trio.current_time() - captured_at)
                     self.counters.sent_audio_total += 1

@@ -137,7 +137,10 @@ class Window:
             "up_realtime": round(self.up_realtime, 3),
             "down_realtime": round(self.down_realtime, 3),
             "main_thread_core_percent": round(self.main_thread_cpu_s / self.wall_s * 100, 3),
-            "other_threads_core_percent": round((self.cpu_s - self.main_thread_cpu_s) / self.wall_s * 100, 3),
+            # Two /proc reads a tick apart can differ by a tick: never below zero.
+            "other_threads_core_percent": round(
+                max(0.0, self.cpu_s - self.main_thread_cpu_s) / self.wall_s * 100, 3
+            ),
         }
 
 

@@ -403,7 +403,8 @@ class Campaign:
             "unaccounted": by_terminal
             - link["sent_audio_total"]
             - link["dropped_outgoing_audio_total"]
-            - link["outgoing_audio_queued"],
+            - link["outgoing_audio_queued"]
+            - link.get("outgoing_audio_in_send", 0),
             "bytes_sent": link["sent_audio_bytes_total"],
             "bytes_heard_by_bot": bot_heard,
             "bytes_unconfirmed_by_the_bot": link["sent_audio_bytes_total"] - bot_heard,
@@ -517,6 +518,11 @@ class Campaign:
             "log_lines_total": len(self.daemon.log_lines),
             "books": self.books(final) if final else {},
             "link": {k: v for k, v in final.get("link", {}).items() if k.endswith("_total")},
+            # The daemon's own latency recorders over the whole campaign, faults included (no buckets).
+            "latency": {
+                name: {k: v for k, v in rec.items() if k != "buckets"}
+                for name, rec in final.get("latency", {}).items()
+            },
             "outcomes": [asdict(o) for o in self.outcomes],
         }
 
