@@ -47,5 +47,10 @@ def test_short_fault_campaign(tmp_path: Path) -> None:
     assert by_kind["sighup"]["detail"]["applied"]
     assert "1009" in (by_kind["oversized"]["detail"]["reason"] or "")
     assert by_kind["device"]["detail"]["fault_seen"]
+    # The always-on latency recorders kept counting through the faults.
+    latency = report["latency"]
+    assert latency["capture_to_send"]["samples_total"] >= up["sent"] - 8
+    assert latency["receive_to_playout"]["samples_total"] > 0
+    assert latency["receive_to_write"]["samples_total"] > 0
     # Months of this must not grow memory: a short run may settle a little, never by much.
     assert report["rss_mib"]["growth"] < 8.0, report["rss_mib"]
