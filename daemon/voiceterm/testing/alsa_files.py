@@ -215,6 +215,11 @@ class FifoTap:
 
     close = cut
 
+    def _keep(self, chunk: bytes) -> None:
+        """What to do with drained bytes: keep them (a subclass may only count them)."""
+        with self._lock:
+            self._data += chunk
+
     def _drain(self, fd: int) -> None:
         import select
 
@@ -230,8 +235,7 @@ class FifoTap:
                     continue
                 raise
             if chunk:
-                with self._lock:
-                    self._data += chunk
+                self._keep(chunk)
             else:
                 # No writer right now (POLLHUP): wait for one without spinning.
                 self._stop.wait(0.01)

@@ -24,6 +24,7 @@ import numpy as np
 import trio
 
 from voiceterm.protocol import frames_pb2
+from voiceterm.testing.netfaults import serve_on_free_port
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -200,11 +201,7 @@ class ChaosProxy:
     # --- the proxy ------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=self.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started(self.port)
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+        await serve_on_free_port(self, task_status)
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.counters.connections += 1

@@ -16,12 +16,22 @@ from __future__ import annotations
 import contextlib
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 MAX_REQUEST_HEAD = 16 * 1024
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+async def serve_on_free_port(server: Any, task_status: trio.TaskStatus[int]) -> None:
+    """Listen on a free loopback port, set `server.port`, report it as started, serve `server._handle`."""
+    listeners = await trio.open_tcp_listeners(0, host=server.host)
+    server.port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        task_status.started(server.port)
+        await trio.serve_listeners(server._handle, listeners, handler_nursery=nursery)
 
 
 @dataclass
@@ -103,11 +113,7 @@ class FaultProxy:
         return len(self._open)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=self.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started(self.port)
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+        await serve_on_free_port(self, task_status)
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.counters.connections += 1
