@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,47 +25,10 @@ import pytest
 from voiceterm.io.control import read_status
 from voiceterm.testing.alsa_files import AlsaFileConfig, noise, read_raw, write_raw
 from voiceterm.testing.bot import BotProcess
+from voiceterm.testing.daemonproc import NotifySink
 
 MIC_RATE = 16000
 SPK_RATE = 24000
-
-
-class NotifySink:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET; keeps every message received."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def lines(self) -> list[str]:
-        return [line for _, msg in list(self.messages) for line in msg.splitlines()]
-
-    def first(self, prefix: str) -> float | None:
-        for t, msg in list(self.messages):
-            if any(line.startswith(prefix) for line in msg.splitlines()):
-                return t
-        return None
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -124,6 +124,12 @@ class NotifySink:
                 self.messages.append((time.monotonic(), data.decode("utf-8", "replace")))
                 self._cond.notify_all()
 
+    def lines(self) -> list[str]:
+        """Every line received so far, in order."""
+        with self._cond:
+            messages = list(self.messages)
+        return [line for _, msg in messages for line in msg.splitlines()]
+
     def first(self, prefix: str, since: float = 0.0) -> float | None:
         """Arrival time of the first message at or after `since` holding a line starting with `prefix`."""
         with self._cond:
