@@ -32,3 +32,4 @@ class LinkStatus:
     unfixable: bool = False  # the last failure is one a retry cannot fix (401/403, 4003, TLS)
     connects_total: int = 0  # sessions opened since start
     since: float = 0.0  # trio/monotonic time the state was entered
+    retry_in: float | None = None  # BACKING_OFF: the delay before the next attempt, seconds

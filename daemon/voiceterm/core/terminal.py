@@ -129,6 +129,7 @@ class Terminal:
             "mic_chunks_sent_total": 0,
             "tail_chunks_sent_total": 0,
             "stale_bot_audio_dropped_total": 0,
+            "control_talks_total": 0,
         }
 
     # --- configuration ----------------------------------------------------------------------------
@@ -155,6 +156,11 @@ class Terminal:
     @property
     def link_up(self) -> bool:
         return self.link_status is not None and self.link_status.state.is_up
+
+    @property
+    def button_pressed(self) -> bool:
+        """The debounced level of the button."""
+        return self._tracker.pressed
 
     @property
     def bot_audible(self) -> bool:
@@ -212,6 +218,44 @@ class Terminal:
             out.append(ReconnectNow())
         elif key == "q":
             out.append(Quit())
+        return out
+
+    def talk(self, start: bool, now: float) -> list[Command]:
+        """The on-screen talk button (the control socket): start or end a turn explicitly, whatever the mode.
+
+        A start goes the way a press of the button in hold mode goes (it wakes a FAILED link, barges in on
+        the bot when barge-in is on); `cannot_talk()` says why a start opened no turn. A stop ends the turn
+        whichever input opened it.
+        """
+        self._clock(now)
+        out = self._timers(now)
+        if not start:
+            if self.turn:
+                out += self._end_turn(now, "release")
+            return out
+        self.counters["control_talks_total"] += 1
+        if self._link_failed():
+            out.append(WakeLink())
+        if not self.turn and self.cannot_talk() is None:
+            out += self._start_turn(now, barge_in=self.bot_audible)
+        return out
+
+    def cannot_talk(self) -> str | None:
+        """Why a turn cannot start now (one line), or None when it can."""
+        if not self.link_up:
+            return "not connected to the bot"
+        if self.muted:
+            return "muted"
+        if self.bot_audible and not self._ptt.barge_in:
+            return "the bot is speaking and push_to_talk.barge_in is off"
+        return None
+
+    def set_mute(self, muted: bool | None, now: float) -> list[Command]:
+        """Mute (True), unmute (False) or toggle (None), from the control socket."""
+        self._clock(now)
+        out = self._timers(now)
+        if muted is None or muted != self.muted:
+            out += self._toggle_mute(now)
         return out
 
     def tick(self, now: float) -> list[Command]:

@@ -489,6 +489,7 @@ class Link:
                 attempt=decision.attempt,
                 last_error=failure.reason,
                 unfixable=failure.unfixable,
+                retry_in=decision.delay,
             )
             self._log_failure(failure, decision.attempt, decision.delay, now)
             await self._wait(decision.delay)
@@ -942,6 +943,7 @@ class Link:
             since = trio.current_time()
         except RuntimeError:  # outside trio (close() before run)
             since = old.since
+        changes.setdefault("retry_in", None)  # only BACKING_OFF has a delay ahead of it
         new = replace(old, state=state, since=since if state is not old.state else old.since, **changes)
         if new == old:
             return

@@ -1,0 +1,242 @@
+"""Control commands on the event socket: one JSON object per line in, one JSON reply per line out. Pure.
+
+A request is ``{"cmd": NAME, "id": optional str|int, ...arguments}``; its reply is
+``{"reply": NAME, "id": same, "ok": true, "result": {...}}`` or ``{"reply": NAME, "id": same, "ok": false,
+"error": "one line"}``. Parsing is strict — an unknown command or argument, a wrong type or an out-of-range
+value is an error reply that changes nothing — because the socket is open to other processes on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
+MAX_TEXT_CHARS = 4000  # send-text content
+VOLUME_RANGE = (0, 400)  # the same range as audio.volume_percent
+
+
+class CommandError(ValueError):
+    """A request that cannot be carried out; str() is the one-line reason sent back."""
+
+    def __init__(self, message: str, *, request_id: Any = None, cmd: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.cmd = cmd
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Stream events on this connection from now on; `events` limits them to those names (None = all)."""
+
+    events: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Talk:
+    """The on-screen talk button: start (press) or stop (release) a push-to-talk turn."""
+
+    start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """Set the mute (True / False), or toggle it (None)."""
+
+    muted: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """Set the software volume of the bot's voice, in percent; None only reports it."""
+
+    percent: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendText:
+    """RTVI send-text: the bot takes `content` as if the user had said it."""
+
+    content: str
+    run_immediately: bool = True
+    audio_response: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Drop the session and connect again now (also leaves FAILED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The state and counters `voiceterm status` prints."""
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """The commands and their arguments."""
+
+
+Command = Union[Subscribe, Unsubscribe, Talk, Mute, Volume, SendText, Reconnect, Status, Help]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str | int | None
+    cmd: str
+    command: Command
+
+
+# name -> (arguments it takes, one-line help)
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "subscribe": (("events",), "stream events on this connection; events: [names] to filter"),
+    "unsubscribe": ((), "stop streaming events on this connection"),
+    "talk": (("state",), 'push-to-talk: state "start" (press) or "stop" (release)'),
+    "mute": ((), "mute the microphone (nothing reaches the bot)"),
+    "unmute": ((), "unmute the microphone"),
+    "toggle-mute": ((), "mute or unmute"),
+    "volume": (("percent",), "set the bot's voice volume, 0-400 %; without percent, report it"),
+    "send-text": (
+        ("content", "run_immediately", "audio_response"),
+        "RTVI send-text: content as if the user said it",
+    ),
+    "reconnect": ((), "drop the session and connect again now"),
+    "status": ((), "the daemon's state and counters"),
+    "help": ((), "this list"),
+}
+
+
+def parse_request(line: bytes | str) -> Request:
+    """One request line to a Request; raises CommandError (carrying the id and cmd when they were readable)."""
+    if len(line) > MAX_REQUEST_BYTES:
+        raise CommandError(f"request longer than {MAX_REQUEST_BYTES} bytes")
+    try:
+        obj = json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        raise CommandError('not JSON: send one object per line, like {"cmd": "status"}') from None
+    if not isinstance(obj, dict):
+        raise CommandError('a request must be a JSON object, like {"cmd": "status"}')
+    request_id = obj.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or len(str(request_id)) > 64
+    ):
+        raise CommandError("id must be a string or an integer of at most 64 characters")
+    cmd = obj.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise CommandError('missing "cmd"', request_id=request_id)
+    if cmd not in COMMANDS:
+        known = ", ".join(sorted(COMMANDS))
+        raise CommandError(f"unknown command {cmd[:40]!r}; known: {known}", request_id=request_id)
+    allowed, _ = COMMANDS[cmd]
+    args = {k: v for k, v in obj.items() if k not in ("cmd", "id")}
+    for key in args:
+        if key not in allowed:
+            takes = ", ".join(allowed) or "no arguments"
+            raise CommandError(
+                f"unknown argument {key[:40]!r} (takes {takes})", request_id=request_id, cmd=cmd
+            )
+    try:
+        command = _build(cmd, args)
+    except CommandError as e:
+        raise CommandError(str(e), request_id=request_id, cmd=cmd) from None
+    return Request(request_id, cmd, command)
+
+
+def _build(cmd: str, args: Mapping[str, Any]) -> Command:
+    if cmd == "subscribe":
+        names = args.get("events")
+        if names is None:
+            return Subscribe(None)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CommandError("events must be a list of event names")
+        from voiceterm.core.device_events import EVENT_NAMES
+
+        unknown = sorted(set(names) - EVENT_NAMES)
+        if unknown:
+            raise CommandError(f"unknown event name {unknown[0][:40]!r}")
+        return Subscribe(frozenset(names))
+    if cmd == "unsubscribe":
+        return Unsubscribe()
+    if cmd == "talk":
+        state = args.get("state")
+        if state not in ("start", "stop"):
+            raise CommandError('state must be "start" or "stop"')
+        return Talk(state == "start")
+    if cmd in ("mute", "unmute", "toggle-mute"):
+        return Mute({"mute": True, "unmute": False}.get(cmd))
+    if cmd == "volume":
+        percent = args.get("percent")
+        if percent is None:
+            return Volume(None)
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent):
+            raise CommandError("percent must be a number")
+        lo, hi = VOLUME_RANGE
+        if not lo <= percent <= hi:
+            raise CommandError(f"percent {percent:g} is out of range, use {lo} to {hi}")
+        return Volume(round(percent))
+    if cmd == "send-text":
+        content = args.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise CommandError("content must be a non-empty string")
+        if len(content) > MAX_TEXT_CHARS:
+            raise CommandError(f"content longer than {MAX_TEXT_CHARS} characters")
+        flags = {}
+        for name in ("run_immediately", "audio_response"):
+            value = args.get(name, True)
+            if not isinstance(value, bool):
+                raise CommandError(f"{name} must be true or false")
+            flags[name] = value
+        return SendText(content, **flags)
+    if cmd == "reconnect":
+        return Reconnect()
+    if cmd == "status":
+        return Status()
+    return Help()
+
+
+def help_result() -> dict[str, Any]:
+    return {name: {"args": list(args), "help": text} for name, (args, text) in COMMANDS.items()}
+
+
+def reply_ok(request_id: Any, cmd: str, result: Mapping[str, Any] | None = None) -> bytes:
+    return _line({"reply": cmd, "id": request_id, "ok": True, "result": dict(result or {})})
+
+
+def reply_error(request_id: Any, cmd: str | None, message: str) -> bytes:
+    return _line({"reply": cmd, "id": request_id, "ok": False, "error": message})
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    from voiceterm.core.device_events import jsonable
+
+    return json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+
+
+__all__ = [
+    "COMMANDS",
+    "MAX_REQUEST_BYTES",
+    "Command",
+    "CommandError",
+    "Help",
+    "Mute",
+    "Reconnect",
+    "Request",
+    "SendText",
+    "Status",
+    "Subscribe",
+    "Talk",
+    "Unsubscribe",
+    "Volume",
+    "help_result",
+    "parse_request",
+    "reply_error",
+    "reply_ok",
+]

@@ -1,0 +1,210 @@
+"""The event stream's pure parts: bot events and link changes to stream events, the terminal's observable
+state diffed into device events, the JSON line, and the control requests' parser."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from voiceterm.core import control_commands as cc
+from voiceterm.core import device_events as de
+from voiceterm.core.linkstate import LinkState, LinkStatus
+from voiceterm.protocol import rtvi
+from voiceterm.protocol.events import Interruption, TranscriptionEvent, TransportMessage
+
+
+def _rtvi(type_: str, data: object = None) -> object:
+    return rtvi.parse_server_message({"label": "rtvi-ai", "type": type_, "data": data})
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            _rtvi("bot-ready", {"version": "2.2.0", "about": {"library": "pipecat-ai"}}),
+            de.BotReady("2.2.0", {"library": "pipecat-ai"}),
+        ),
+        (_rtvi("user-started-speaking"), de.UserStartedSpeaking()),
+        (_rtvi("user-stopped-speaking"), de.UserStoppedSpeaking()),
+        (_rtvi("bot-started-speaking"), de.BotStartedSpeaking()),
+        (_rtvi("bot-stopped-speaking"), de.BotStoppedSpeaking()),
+        (_rtvi("bot-interrupted"), de.BotInterrupted("rtvi")),
+        (Interruption(), de.BotInterrupted("interruption-frame")),
+        (
+            _rtvi("user-transcription", {"text": "hi", "final": False, "user_id": "u", "timestamp": "t"}),
+            de.UserTranscript("hi", False, "u", "t"),
+        ),
+        (TranscriptionEvent("hi", "u", "t"), de.UserTranscript("hi", True, "u", "t")),
+        (_rtvi("user-input", {"text": "hi", "input_type": "chat"}), de.UserInput("hi", "chat", True)),
+        (
+            _rtvi(
+                "bot-output", {"text": "Hello.", "spoken": True, "output_type": "sentence", "segment_id": 3}
+            ),
+            de.BotOutput("Hello.", True, "sentence", None, 3),
+        ),
+        (_rtvi("bot-transcription", {"text": "Hello."}), de.BotTranscript("Hello.")),
+        (_rtvi("bot-llm-text", {"text": "Hel"}), de.BotLlmText("Hel")),
+        (_rtvi("bot-tts-text", {"text": "Hello."}), de.BotTtsText("Hello.")),
+        (_rtvi("bot-llm-started"), de.BotLlmStarted()),
+        (_rtvi("bot-tts-stopped"), de.BotTtsStopped()),
+        (_rtvi("server-message", {"any": [1]}), de.ServerMessage({"any": [1]})),
+        (_rtvi("server-response", {"t": "x", "d": 2}), de.ServerResponse("x", 2)),
+        (_rtvi("error", {"error": "LLM down", "fatal": True}), de.Error("LLM down", True)),
+        (_rtvi("error-response", {"error": "bad"}), de.MessageError("bad")),
+        (_rtvi("metrics", {"ttfb": []}), de.Metrics({"ttfb": []})),
+        (_rtvi("user-mute-started"), de.UserMuteStarted()),
+        (
+            _rtvi("llm-function-call", {"function_name": "f", "tool_call_id": "1", "args": {"a": 1}}),
+            de.LlmFunctionCall("f", "1", {"a": 1}),
+        ),
+        (_rtvi("brand-new-type", {"x": 1}), de.RtviMessage("brand-new-type", {"x": 1})),
+        (_rtvi("bot-audio-level", {"value": 0.5}), de.RtviMessage("bot-audio-level", {"value": 0.5})),
+        (TransportMessage({"app": 1}), de.AppMessage({"app": 1})),
+        (object(), None),
+    ],
+)
+def test_bot_events_become_the_browser_clients_callbacks(message: object, expected: object) -> None:
+    assert de.from_bot(message) == expected
+
+
+def test_link_status_changes() -> None:
+    connecting = LinkStatus(LinkState.CONNECTING)
+    backing = LinkStatus(LinkState.BACKING_OFF, attempt=2, last_error="refused", retry_in=1.4999)
+    assert de.from_link_status(None, connecting) == [de.TransportStateChanged("connecting", None, 0, None)]
+    assert de.from_link_status(connecting, backing) == [
+        de.TransportStateChanged("backing-off", "connecting", 2, "refused"),
+        de.ReconnectAttempt(2, 1.5, "refused"),
+    ]
+    assert de.from_link_status(backing, backing) == []  # same state, same attempt: nothing new
+
+
+def test_diff_tells_button_mute_turn_faults_then_led() -> None:
+    before = de.Observed(status="ready", pattern="on 0.2")
+    after = de.Observed(
+        button_pressed=True,
+        turn=True,
+        status="listening",
+        pattern="on",
+        color=(0.0, 0.3, 1.0),
+        text="listening",
+    )
+    # a debounced press is recognised by a timer, but it is the button's turn
+    assert de.diff(before, after, "timer") == [
+        de.Button(True),
+        de.TurnStarted("button"),
+        de.Led("listening", "ready", "on", (0.0, 0.3, 1.0), "listening"),
+    ]
+    faulted = de.Observed(status="fault", muted=True, faults=(("capture", "gone"),))
+    assert de.diff(de.Observed(status="ready"), faulted, "capture") == [
+        de.MuteChanged(True),
+        de.AudioFault("capture", "gone"),
+        de.Led("fault", "ready", "", (0.0, 0.0, 0.0), ""),
+    ]
+    assert de.diff(faulted, de.Observed(status="muted", muted=True), "capture")[0] == de.AudioFault(
+        "capture", None
+    )
+    assert de.diff(after, after, "x") == []
+    assert de.diff(after, de.Observed(status="ready"), "timer")[:2] == [
+        de.Button(False),
+        de.TurnEnded("button"),
+    ]
+    long_turn = de.Observed(turn=True, status="listening")
+    assert de.diff(long_turn, de.Observed(status="thinking"), "timer")[0] == de.TurnEnded(
+        "timer"
+    )  # max_turn_s
+
+
+def test_drop_counters_are_read_from_the_snapshot() -> None:
+    snap = {
+        "link": {"dropped_outgoing_audio_total": 2, "dropped_messages_total": 0, "state": "ready"},
+        "audio": {"capture": {"overruns_total": 1}, "playback": {}},
+        "events": {"subscribers_dropped_total": 1},
+    }
+    assert de.drop_counters(snap) == {
+        "link.dropped_outgoing_audio_total": 2,
+        "link.dropped_messages_total": 0,
+        "audio.capture.overruns_total": 1,
+        "events.subscribers_dropped_total": 1,
+    }
+
+
+def test_the_json_line() -> None:
+    line = de.encode(de.UserTranscript("café ☕", True, "u", "t"), ts=1700000000.123456, seq=9)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == {
+        "event": "user-transcript",
+        "ts": 1700000000.123,
+        "seq": 9,
+        "text": "café ☕",
+        "final": True,
+        "user_id": "u",
+        "timestamp": "t",
+    }
+    assert json.loads(de.encode(de.Metrics({"x": float("nan")}), ts=0, seq=1))["data"] == {"x": None}
+    huge = de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2)
+    assert json.loads(huge) == {"event": "metrics", "ts": 0, "seq": 2, "truncated": True}
+
+
+@given(st.text(max_size=200), st.booleans())
+def test_any_text_is_one_strict_json_line(text: str, final: bool) -> None:
+    line = de.encode(de.UserTranscript(text, final), ts=1.0, seq=1)
+    assert line.count(b"\n") == 1 and json.loads(line)["text"] == text
+
+
+def test_every_event_has_a_unique_name() -> None:
+    classes = [
+        c for c in vars(de).values() if isinstance(c, type) and issubclass(c, de.DeviceEvent) and c.NAME
+    ]
+    assert len({c.NAME for c in classes}) == len(classes) == len(de.EVENT_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ('{"cmd": "talk", "state": "start"}', cc.Talk(True)),
+        ('{"cmd": "talk", "state": "stop", "id": 3}', cc.Talk(False)),
+        ('{"cmd": "mute"}', cc.Mute(True)),
+        ('{"cmd": "unmute"}', cc.Mute(False)),
+        ('{"cmd": "toggle-mute"}', cc.Mute(None)),
+        ('{"cmd": "volume"}', cc.Volume(None)),
+        ('{"cmd": "volume", "percent": 62.6}', cc.Volume(63)),
+        ('{"cmd": "send-text", "content": "hi", "audio_response": false}', cc.SendText("hi", True, False)),
+        ('{"cmd": "reconnect"}', cc.Reconnect()),
+        ('{"cmd": "status"}', cc.Status()),
+        ('{"cmd": "help"}', cc.Help()),
+        ('{"cmd": "subscribe"}', cc.Subscribe(None)),
+        ('{"cmd": "subscribe", "events": ["led", "button"]}', cc.Subscribe(frozenset({"led", "button"}))),
+        ('{"cmd": "unsubscribe"}', cc.Unsubscribe()),
+    ],
+)
+def test_requests(line: str, command: cc.Command) -> None:
+    assert cc.parse_request(line).command == command
+
+
+def test_errors_carry_the_id_and_command_for_the_reply() -> None:
+    with pytest.raises(cc.CommandError) as info:
+        cc.parse_request('{"cmd": "volume", "id": "v1", "percent": -1}')
+    assert (info.value.request_id, info.value.cmd) == ("v1", "volume")
+    reply = json.loads(cc.reply_error("v1", "volume", str(info.value)))
+    assert reply == {
+        "reply": "volume",
+        "id": "v1",
+        "ok": False,
+        "error": "percent -1 is out of range, use 0 to 400",
+    }
+    with pytest.raises(cc.CommandError, match="longer than"):
+        cc.parse_request(b"{" + b" " * cc.MAX_REQUEST_BYTES + b"}")
+    with pytest.raises(cc.CommandError, match="content longer than 4000"):
+        cc.parse_request(json.dumps({"cmd": "send-text", "content": "x" * 4001}))
+    assert set(cc.help_result()) == set(cc.COMMANDS)
+
+
+@given(st.binary(max_size=300))
+def test_garbage_is_a_command_error_never_a_crash(raw: bytes) -> None:
+    try:
+        cc.parse_request(raw)
+    except cc.CommandError as e:
+        assert "\n" not in str(e)
