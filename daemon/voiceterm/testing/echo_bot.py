@@ -15,7 +15,7 @@ in `MODES` under its `--mode` name.
 
 Events: listening, client_connected, client_disconnected, client_ready, message (every RTVI message, its
 ``data``), audio_in (aggregated every 200 ms: bytes, rate, session total), say, interrupted,
-disconnect_bot, twilio_start. Every line has ``t`` (time.monotonic(), comparable across processes on
+disconnect_bot, twilio_start, turn (`conversation` mode). Every line has ``t`` (time.monotonic(), comparable across processes on
 Linux) and ``event``.
 """
 
@@ -70,6 +70,7 @@ def _build_brain_classes():
         TTSAudioRawFrame,
         TTSStartedFrame,
         TTSStoppedFrame,
+        TTSTextFrame,
     )
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.processors.frameworks.rtvi.frames import RTVIClientMessageFrame
@@ -135,12 +136,15 @@ def _build_brain_classes():
                     self._speaking = False
                     await self.broadcast_interruption()
 
-        async def say(self, ms: int) -> None:
-            """Speak a tone of `ms` milliseconds the way a TTS service delivers speech."""
+        async def say(self, ms: int, text: str | None = None) -> None:
+            """Speak a tone of `ms` milliseconds the way a TTS service delivers speech; with `text`, also
+            the TTS text frame pipecat's RTVI observer turns into bot-output and bot-tts-text."""
             self.log.emit("say", ms=ms)
             self._speaking = True
             await self.push_frame(TTSStartedFrame())
             await self.push_frame(TTSAudioRawFrame(_tone(ms, self.out_rate), self.out_rate, 1))
+            if text:
+                await self.push_frame(TTSTextFrame(text, text_type="sentence"))
             await self.push_frame(TTSStoppedFrame())
 
         def _count_audio(self, frame: InputAudioRawFrame) -> None:
@@ -217,8 +221,63 @@ def _bench_mode(base: type) -> type:
     return BenchBrain
 
 
+CONVERSATION_ANSWER_MS = 600  # `conversation` mode: the spoken answer after each push-to-talk turn
+
+
+def _conversation_mode(base: type) -> type:
+    from pipecat.frames.frames import TranscriptionFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+    from pipecat.processors.frameworks.rtvi.frames import RTVIServerMessageFrame
+    from pipecat.utils.time import time_now_iso8601
+
+    class ConversationBrain(base):
+        """A conversation a screen can show, without an STT or LLM service: at the end of each push-to-talk
+        turn (reported as the user's speech, started and stopped, as a push-to-talk turn strategy does) the
+        bot transcribes the user as "I spoke for N.N seconds" (a real TranscriptionFrame, which
+        pipecat's RTVI observer sends as user-transcription), sends a server-message with the turn number,
+        and answers with a 600 ms tone carrying the text "You spoke for N.N seconds." (bot-output)."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self._turn_bytes = 0
+            self._turn_rate = 16000
+            self._turns = 0
+
+        async def on_user_audio(self, frame) -> None:
+            self._turn_bytes += len(frame.audio)
+            self._turn_rate = frame.sample_rate
+
+        async def on_client_message(self, kind: str, data: Any) -> None:
+            await super().on_client_message(kind, data)
+            state = data.get("state") if isinstance(data, dict) else None
+            if kind != "push_to_talk":
+                return
+            # The user's turn as a push-to-talk turn strategy reports it (pipecat's RTVI observer sends
+            # user-started/stopped-speaking for these frames).
+            if state == "start":
+                self._turn_bytes = 0
+                await self.push_frame(UserStartedSpeakingFrame())
+                return
+            if state != "stop":
+                return
+            await self.push_frame(UserStoppedSpeakingFrame())
+            self._turns += 1
+            seconds = self._turn_bytes / (2 * self._turn_rate)
+            self.log.emit("turn", n=self._turns, seconds=round(seconds, 2))
+            await self.push_frame(
+                TranscriptionFrame(f"I spoke for {seconds:.1f} seconds", "user", time_now_iso8601())
+            )
+            await self.push_frame(RTVIServerMessageFrame(data={"turn": self._turns}))
+            await self.say(CONVERSATION_ANSWER_MS, f"You spoke for {seconds:.1f} seconds.")
+
+    return ConversationBrain
+
+
 # Mode name -> factory(BotBrain) -> brain class. Factories import pipecat lazily, like the base does.
-MODES: dict[str, Callable[[type], type]] = {"echo": _echo_mode, "bench": _bench_mode}
+MODES: dict[str, Callable[[type], type]] = {
+    "echo": _echo_mode,
+    "bench": _bench_mode,
+    "conversation": _conversation_mode,
+}
 
 
 def _twilio_serializer(log: EventLog):
