@@ -9,6 +9,7 @@
 #        sudo scripts/install.sh --uninstall [--purge]
 # Environment: VOICETERM_INSTALL_PIP_ARGS  extra `pip install` arguments (e.g. --no-deps --no-index)
 #              VOICETERM_PYTHON            interpreter for the venv (default /usr/bin/python3)
+#              VOICETERM_INSTALL_EXTRAS    optional parts to install (default gpio,endpoint; "" = plain)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,8 @@ DO_VENV=1
 UNINSTALL=0
 PURGE=0
 PIP_ARGS="${VOICETERM_INSTALL_PIP_ARGS:-}"
+# A device gets the GPIO panel and the start endpoint; a plain install (no GPIO, plain URL) sets this empty.
+EXTRAS="${VOICETERM_INSTALL_EXTRAS-gpio,endpoint}"
 APT_BASE=(python3-venv python3-dev gcc libasound2-dev alsa-utils)
 
 # Temporary files and directories, removed however the script ends.
@@ -48,7 +51,8 @@ Installs voiceterm from this checkout ($REPO) as a systemd service.
   --purge        with --uninstall (implies it): also remove /etc/voiceterm (configuration and token)
   -h, --help     this text
 
-Environment: VOICETERM_INSTALL_PIP_ARGS (extra pip arguments), VOICETERM_PYTHON (venv interpreter).
+Environment: VOICETERM_INSTALL_PIP_ARGS (extra pip arguments), VOICETERM_PYTHON (venv interpreter),
+VOICETERM_INSTALL_EXTRAS (optional parts, default gpio,endpoint; empty for a plain install).
 EOF
 }
 
@@ -169,7 +173,7 @@ venv_step() {
         "$python" -m venv --system-site-packages "$VENV"
     fi
     stamp="$VENV/.voiceterm-source"
-    want="$(source_digest) ${PIP_ARGS}"
+    want="$(source_digest) ${PIP_ARGS} [${EXTRAS}]"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         say "voiceterm in ${VENV} is up to date"
         return 0
@@ -182,7 +186,7 @@ venv_step() {
     say "installing voiceterm into ${VENV}"
     # PIP_ARGS is a list of options on purpose: split it on spaces.
     # shellcheck disable=SC2086
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$build"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$build${EXTRAS:+[$EXTRAS]}"
     printf '%s\n' "$want" >"$stamp"
     VENV_CHANGED=1
 }

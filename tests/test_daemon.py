@@ -74,6 +74,8 @@ interval = 2.0
 timeout = 2.0
 [status]
 socket = "{status_sock}"
+[events]
+socket = "{tmp_path / "events.sock"}"
 """
     )
     sink = NotifySink(tmp_path / "notify.sock")

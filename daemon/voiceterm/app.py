@@ -15,12 +15,15 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import trio
 
 from voiceterm import __version__
 from voiceterm.config import Config, ConfigError, effective_config, load_config
+from voiceterm.core import control_commands as cc
+from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.terminal import (
     Earcon,
@@ -31,9 +34,11 @@ from voiceterm.core.terminal import (
     Terminal,
     WakeLink,
 )
-from voiceterm.io.link import Link, SessionStarted
+from voiceterm.io.event_socket import EventHub
+from voiceterm.io.link import Link, SessionEnded, SessionStarted
 from voiceterm.io.notify import Notifier, watchdog_period
 from voiceterm.logs import kv, set_level, setup_logging
+from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import AudioChunk
 from voiceterm.protocol.registry import get_serializer
 
@@ -88,6 +93,12 @@ class Daemon:
         self._last_view_name = "starting"
         self._nursery: trio.Nursery | None = None
         self._stopping = False
+        self.events = EventHub(cfg.events.queue, cfg.events.max_clients)
+        self.events_error: str | None = None  # why the event socket is not served, for `voiceterm status`
+        self.events_path: str | None = None  # where it is served, once it accepts connections
+        self._observed = de.Observed()
+        self._last_link_status: LinkStatus | None = None
+        self._last_drops: dict[str, int] = {}
         # mic_chunks_pumped_total and stale_bot_audio_frames_total close the audio accounting (fault campaign).
         self.counters = {"reloads_total": 0, "mic_chunks_pumped_total": 0, "stale_bot_audio_frames_total": 0}
 
@@ -162,12 +173,32 @@ class Daemon:
         except OSError as e:
             # Diagnostics must never take the terminal down.
             log.warning("status socket unavailable %s", kv(path=path, error=e.strerror or str(e)))
+        if self.cfg.events.enabled:
+            await self._start_events(nursery)
         if self.cfg.status.metrics_file:
             nursery.start_soon(self._metrics_writer)
 
+    async def _start_events(self, nursery: trio.Nursery) -> None:
+        from voiceterm.io.control import default_socket_path
+        from voiceterm.io.event_socket import SOCKET_NAME, serve_events
+
+        ev = self.cfg.events
+        path = ev.socket or default_socket_path(name=SOCKET_NAME)
+        try:
+            self.events_path = await nursery.start(
+                partial(serve_events, group=ev.group, group_access=ev.group_access),
+                path,
+                self.events,
+                self.control,
+            )
+        except OSError as e:
+            # The terminal itself works without it: say why once, show it in `voiceterm status`.
+            self.events_error = e.strerror or str(e)
+            log.error("event socket unavailable %s", kv(path=path, error=self.events_error))
+
     # --- carrying inputs to the brain --------------------------------------------------------------
 
-    def _apply(self, commands: list[Any], *, since: float | None = None) -> None:
+    def _apply(self, commands: list[Any], *, since: float | None = None, source: str = "daemon") -> None:
         """Carry out the brain's commands; `since` is when the bot event behind them arrived (it times the
         playback flush of an interruption)."""
         for cmd in commands:
@@ -187,30 +218,54 @@ class Daemon:
                 self.link.wake()
             elif isinstance(cmd, Quit):
                 self.request_stop("quit key")
-        self._poke()
+        self._poke(source)
 
-    def _poke(self) -> None:
+    def _poke(self, source: str = "daemon") -> None:
         """Something the view or the timers depend on may have changed: wake the LED and the timer task."""
         self._view_changed.set()
         self._timer_changed.set()
         self._status_changed.set()
         view = self.terminal.view()
+        self._publish_changes(view, source)
         if view.name != self._last_view_name:
             # One line per visible state change (a turn is press, release, answer): the LED's story in the
             # journal. A reconnect loop stays "offline" throughout, so it cannot flood this.
             log.info("status %s", kv(status=view.name, previous=self._last_view_name))
             self._last_view_name = view.name
 
+    def _publish_changes(self, view: Any, source: str) -> None:
+        """Events for what the last input changed in the terminal (button, mute, turn, faults, LED)."""
+        from voiceterm.core.patterns import describe
+
+        term = self.terminal
+        observed = de.Observed(
+            button_pressed=term.button_pressed,
+            muted=term.muted,
+            turn=term.turn,
+            status=view.name,
+            pattern=describe(view.pattern),
+            color=view.color,
+            text=view.text,
+            faults=tuple(sorted(term.faults.items())),
+        )
+        if observed != self._observed:
+            for event in de.diff(self._observed, observed, source):
+                self.events.publish(event)
+            self._observed = observed
+
     async def _wait_view_change(self) -> None:
         await self._view_changed.wait()
         self._view_changed = trio.Event()
 
     def _on_link_status(self, status: LinkStatus) -> None:
-        self._apply(self.terminal.link(status, trio.current_time()))
+        for event in de.from_link_status(self._last_link_status, status):
+            self.events.publish(event)
+        self._last_link_status = status
+        self._apply(self.terminal.link(status, trio.current_time()), source="link")
 
     def _fault_cb(self, device: str):
         def on_fault(fault: str | None) -> None:
-            self._apply(self.terminal.audio_fault(device, fault, trio.current_time()))
+            self._apply(self.terminal.audio_fault(device, fault, trio.current_time()), source=device)
 
         return on_fault
 
@@ -233,19 +288,25 @@ class Daemon:
                     self.counters["stale_bot_audio_frames_total"] += event.n_frames
                 continue
             if isinstance(event, SessionStarted):
-                self._apply(self.terminal.session_started(now))
+                self.events.publish(de.Connected(event.session, event.url))
+                self._apply(self.terminal.session_started(now), source="link")
                 continue
-            self._apply(self.terminal.bot(event, now), since=getattr(event, "received_at", now))
+            if isinstance(event, SessionEnded):
+                self.events.publish(de.Disconnected(event.session, event.reason, event.failure))
+            stream_event = de.from_bot(event)
+            if stream_event is not None:
+                self.events.publish(stream_event)
+            self._apply(self.terminal.bot(event, now), since=getattr(event, "received_at", now), source="bot")
 
     async def _inputs(self, recv: trio.MemoryReceiveChannel) -> None:
         async with recv:
             async for item in recv:
                 now = trio.current_time()
                 if isinstance(item, str):
-                    self._apply(self.terminal.key(item, now))
+                    self._apply(self.terminal.key(item, now), source="keyboard")
                 else:
                     pressed, _at = item
-                    self._apply(self.terminal.button(pressed, now))
+                    self._apply(self.terminal.button(pressed, now), source="button")
 
     async def _timers(self) -> None:
         while True:
@@ -257,7 +318,7 @@ class Daemon:
             with trio.move_on_at(deadline):
                 await self._timer_changed.wait()
             if trio.current_time() >= deadline:
-                self._apply(self.terminal.tick(trio.current_time()))
+                self._apply(self.terminal.tick(trio.current_time()), source="timer")
 
     async def _playback_watch(self) -> None:
         """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI
@@ -269,7 +330,7 @@ class Daemon:
             now_playing = bool(self.speaker and self.speaker.playing)
             if now_playing != playing:
                 playing = now_playing
-                self._apply(self.terminal.playback_active(playing, trio.current_time()))
+                self._apply(self.terminal.playback_active(playing, trio.current_time()), source="speaker")
 
     # --- status, watchdog, signals -----------------------------------------------------------------
 
@@ -292,10 +353,65 @@ class Daemon:
             if line != self._last_status_line:
                 self._last_status_line = line
                 self.notifier.status(line)
+            self._publish_drops()
             with trio.move_on_after(STATUS_REFRESH_S):
                 await self._status_changed.wait()
             self._status_changed = trio.Event()
             await trio.sleep(STATUS_MIN_INTERVAL_S)
+
+    def _publish_drops(self) -> None:
+        """A `drops` event when any dropped-audio or dropped-message counter grew (checked with STATUS=)."""
+        if not self.events.subscribers:
+            return
+        drops = de.drop_counters(self.snapshot())
+        if any(value > self._last_drops.get(key, 0) for key, value in drops.items()):
+            self.events.publish(de.Drops(drops))
+        self._last_drops = drops
+
+    # --- the control socket ------------------------------------------------------------------------
+
+    def control(self, command: cc.Command) -> dict[str, Any]:
+        """Carry out one control-socket command; CommandError (one line) refuses it and changes nothing."""
+        now = trio.current_time()
+        term = self.terminal
+        if isinstance(command, cc.Talk):
+            self._apply(term.talk(command.start, now), source="control")
+            if command.start and not term.turn:
+                raise cc.CommandError(term.cannot_talk() or "no turn could start")
+            return {"turn": term.turn}
+        if isinstance(command, cc.Mute):
+            self._apply(term.set_mute(command.muted, now), source="control")
+            return {"muted": term.muted}
+        if isinstance(command, cc.Volume):
+            if self.speaker is None:
+                raise cc.CommandError("no speaker")
+            if command.percent is not None:
+                before = round(self.speaker.volume * 100)
+                self.speaker.volume = command.percent / 100
+                if command.percent != before:
+                    log.info("volume set %s", kv(percent=command.percent, via="control"))
+                    self.events.publish(de.VolumeChanged(command.percent))
+            return {"volume_percent": round(self.speaker.volume * 100)}
+        if isinstance(command, cc.SendText):
+            if not self.link.status.state.is_up:
+                raise cc.CommandError("not connected to the bot")
+            if not self.serializer_cls.supports_rtvi:
+                raise cc.CommandError(f"the {self.cfg.bot.serializer} serializer carries no RTVI messages")
+            message = rtvi.send_text(
+                command.content,
+                run_immediately=command.run_immediately,
+                audio_response=command.audio_response,
+            )
+            if not self.link.send_message(message):
+                raise cc.CommandError("the outgoing message queue is full; try again")
+            return {"id": message["id"]}
+        if isinstance(command, cc.Reconnect):
+            log.info("reconnect requested via the control socket")
+            self.link.reconnect_now()
+            return {"link_state": self.link.status.state.value}
+        if isinstance(command, cc.Status):
+            return self.snapshot()
+        return cc.help_result()
 
     async def _watchdog(self, period: float) -> None:
         """WATCHDOG=1 only while the loop is healthy: a wedged loop (a task hogging it) stops the pings."""
@@ -357,6 +473,7 @@ class Daemon:
                 "gpio": self.panel is not None,
                 "edges_dropped_total": getattr(self.panel, "edges_dropped_total", 0),
             },
+            "events": {**self.events.snapshot(), "error": self.events_error},
         }
 
     def _latency(self) -> dict[str, Any]:

@@ -68,6 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(status)
     status.add_argument("--json", action="store_true", help="print the raw JSON document")
     status.add_argument("--socket", metavar="PATH", help="status socket (default: from the configuration)")
+
+    events = sub.add_parser(
+        "events", help="follow the running daemon's events (conversation and state changes)"
+    )
+    _add_common(events)
+    events.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    events.add_argument("--event", "-e", action="append", metavar="NAME", help="only this event (repeatable)")
+    events.add_argument("--socket", metavar="PATH", help="event socket (default: from the configuration)")
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="send a command to the running daemon",
+        description="Commands: talk start|stop, mute, unmute, toggle-mute, volume [PERCENT], "
+        "send-text TEXT, reconnect, status, help.",
+    )
+    _add_common(ctl)
+    ctl.add_argument("--json", action="store_true", help="print the raw JSON reply")
+    ctl.add_argument("--socket", metavar="PATH", help="event socket (default: from the configuration)")
+    ctl.add_argument("ctl_command", metavar="COMMAND")
+    ctl.add_argument("ctl_args", metavar="ARG", nargs="*")
     return parser
 
 
@@ -86,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "run":
             from voiceterm.app import run_daemon
+            from voiceterm.parts import check_parts
 
-            return run_daemon(_load(args), keyboard=args.keyboard, log_level=args.log_level)
+            cfg = _load(args)
+            check_parts(cfg)
+            return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
         if args.command == "devices":
             return _devices(args)
         if args.command == "meter":
@@ -96,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_meter(_load(args), seconds=args.seconds)
         if args.command == "status":
             return _status(args)
+        if args.command == "events":
+            return _events(args)
+        if args.command == "ctl":
+            return _ctl(args)
     except ConfigError as e:
         print(f"voiceterm: {e}", file=sys.stderr)
         return EX_CONFIG
@@ -107,8 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from voiceterm.config import effective_config, render_toml
+    from voiceterm.parts import check_parts
 
     cfg = _load(args)
+    check_parts(cfg)
     if args.json:
         print(json.dumps(effective_config(cfg), indent=2))
     else:
@@ -165,6 +194,93 @@ def _status(args: argparse.Namespace) -> int:
         return EX_OK
     for line in format_status(snap):
         print(line)
+    return EX_OK
+
+
+def _events_socket(args: argparse.Namespace) -> str:
+    from voiceterm.io.control import default_socket_path
+    from voiceterm.io.event_socket import SOCKET_NAME
+
+    if args.socket:
+        return args.socket
+    try:
+        configured = _load(args).events.socket
+    except ConfigError:
+        configured = ""
+    return configured or default_socket_path(name=SOCKET_NAME)
+
+
+def _events(args: argparse.Namespace) -> int:
+    from voiceterm.core.device_events import EVENT_NAMES
+    from voiceterm.events_cli import follow
+
+    for name in args.event or ():
+        if name not in EVENT_NAMES:
+            print(
+                f"voiceterm: unknown event {name!r}; known: {', '.join(sorted(EVENT_NAMES))}", file=sys.stderr
+            )
+            return 2
+    path = _events_socket(args)
+    try:
+        return follow(path, raw=args.json, names=args.event)
+    except (OSError, ValueError) as e:
+        print(f"voiceterm: no event stream on {path}: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+def ctl_request(command: str, words: Sequence[str]) -> dict:
+    """The request for `voiceterm ctl COMMAND ARG...`; ValueError (one line) for wrong arguments."""
+    from voiceterm.core.control_commands import COMMANDS
+
+    if command not in COMMANDS or command in ("subscribe", "unsubscribe"):
+        known = ", ".join(c for c in COMMANDS if c not in ("subscribe", "unsubscribe"))
+        raise ValueError(f"unknown command {command!r}; known: {known}")
+    if command == "talk":
+        if len(words) != 1 or words[0] not in ("start", "stop"):
+            raise ValueError("usage: voiceterm ctl talk start|stop")
+        return {"cmd": "talk", "state": words[0]}
+    if command == "volume":
+        if len(words) > 1:
+            raise ValueError("usage: voiceterm ctl volume [PERCENT]")
+        if not words:
+            return {"cmd": "volume"}
+        try:
+            return {"cmd": "volume", "percent": float(words[0].rstrip("%"))}
+        except ValueError:
+            raise ValueError(f"volume: {words[0]!r} is not a number") from None
+    if command == "send-text":
+        if not words:
+            raise ValueError("usage: voiceterm ctl send-text TEXT")
+        return {"cmd": "send-text", "content": " ".join(words)}
+    if words:
+        raise ValueError(f"{command} takes no arguments")
+    return {"cmd": command}
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from voiceterm.events_cli import EventClient
+
+    try:
+        request = ctl_request(args.ctl_command, args.ctl_args)
+    except ValueError as e:
+        print(f"voiceterm: {e}", file=sys.stderr)
+        return 2
+    path = _events_socket(args)
+    try:
+        with EventClient(path) as client:
+            cmd = request.pop("cmd")
+            reply = client.request(cmd, **request)
+    except (OSError, ValueError) as e:
+        print(f"voiceterm: no daemon answers on {path}: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if args.json:
+        print(json.dumps(reply, sort_keys=True))
+    elif reply.get("ok"):
+        for line in format_status(reply.get("result") or {}):
+            print(line)
+    if not reply.get("ok"):
+        print(f"voiceterm: {cmd}: {reply.get('error')}", file=sys.stderr)
+        return EX_FAILURE
     return EX_OK
 
 

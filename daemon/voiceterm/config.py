@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import socket
 import sys
 import types
@@ -245,6 +246,30 @@ class StatusConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    enabled: bool = field(
+        default=True, metadata=_meta("serve the event stream and control socket (`voiceterm events`, `ctl`)")
+    )
+    socket: str = field(
+        default="", metadata=_meta("unix socket path; empty = events.sock in the runtime directory")
+    )
+    group: str = field(
+        default="",
+        metadata=_meta(
+            "group whose members may connect; empty = the daemon's own; another needs SupplementaryGroups="
+        ),
+    )
+    group_access: bool = field(
+        default=True, metadata=_meta("let that group connect (mode 0660); false = the daemon's user only")
+    )
+    queue: int = field(
+        default=256,
+        metadata=_meta("lines queued per client; a client that falls this far behind is dropped", 16, 65536),
+    )
+    max_clients: int = field(default=16, metadata=_meta("connections served at once", 1, 256))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -255,6 +280,7 @@ class Config:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     @property
@@ -464,6 +490,9 @@ def _check_cross_fields(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: gpio.rgb_pins: pin {gpio.button_pin} is also gpio.button_pin")
     elif gpio.led_pin >= 0 and gpio.led_pin == gpio.button_pin:
         raise ConfigError(f"{where}: gpio.led_pin: pin {gpio.led_pin} is also gpio.button_pin")
+    group = cfg.events.group
+    if group and not (group.isdigit() or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*\$?", group)):
+        raise ConfigError(f"{where}: events.group: {group!r} is not a group name or number")
     if cfg.heartbeat.interval and cfg.heartbeat.timeout > 600:
         raise ConfigError(f"{where}: heartbeat.timeout: out of range")  # pragma: no cover
 

@@ -8,20 +8,20 @@ daemon's user and group), and is removed when the server stops.
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import json
 import logging
-import math
 import os
 import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import trio
+
+from voiceterm.core.device_events import jsonable
 
 log = logging.getLogger("voiceterm.control")
 
@@ -46,8 +46,12 @@ class StatusUnavailable(ConnectionError):
         return self.strerror or ""
 
 
-def default_socket_path(environ: Mapping[str, str] | None = None, run_dir: str = RUN_DIR) -> str:
+def default_socket_path(
+    environ: Mapping[str, str] | None = None, run_dir: str = RUN_DIR, name: str = SOCKET_NAME
+) -> str:
     """Where the daemon listens and `voiceterm status` looks, when the configuration names no socket.
+
+    `name` is the socket's file name (the status socket's by default; the event socket sits beside it).
 
     In order: systemd's `$RUNTIME_DIRECTORY`; /run/voiceterm when the socket is already there (the client
     side) or the directory is ours to write; `$XDG_RUNTIME_DIR/voiceterm`; /tmp/voiceterm-<uid>.
@@ -56,8 +60,8 @@ def default_socket_path(environ: Mapping[str, str] | None = None, run_dir: str =
     runtime = env.get("RUNTIME_DIRECTORY", "")
     if runtime:
         # Several RuntimeDirectory= entries arrive colon-separated; ours is the first.
-        return os.path.join(runtime.split(":")[0], SOCKET_NAME)
-    in_run = os.path.join(run_dir, SOCKET_NAME)
+        return os.path.join(runtime.split(":")[0], name)
+    in_run = os.path.join(run_dir, name)
     if os.path.exists(in_run):
         return in_run
     if os.path.isdir(run_dir):
@@ -67,46 +71,33 @@ def default_socket_path(environ: Mapping[str, str] | None = None, run_dir: str =
         return in_run  # e.g. root in development: the server creates /run/voiceterm
     xdg = env.get("XDG_RUNTIME_DIR", "")
     if xdg and os.path.isdir(xdg):
-        return os.path.join(xdg, "voiceterm", SOCKET_NAME)
-    return os.path.join(tempfile.gettempdir(), f"voiceterm-{os.getuid()}", SOCKET_NAME)
+        return os.path.join(xdg, "voiceterm", name)
+    return os.path.join(tempfile.gettempdir(), f"voiceterm-{os.getuid()}", name)
 
 
 def encode_snapshot(snap: Mapping[str, Any]) -> bytes:
     """The snapshot as strict JSON (one line): NaN/inf become null, enums their value, the rest str()."""
-    return json.dumps(_jsonable(snap), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+    return json.dumps(jsonable(snap), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no NaN; jq and browsers reject it
-    if isinstance(value, enum.Enum):
-        return _jsonable(value.value)
-    return value
-
-
-def _prepare_path(path: str) -> None:
-    """Make the socket's directory; remove a stale socket; refuse to take over a live one or a plain file."""
+def prepare_socket_path(path: str, key: str = "[status] socket", dir_mode: int = 0o700) -> None:
+    """Make the socket's directory (`dir_mode` when it is new); remove a stale socket; refuse to take over a
+    live one or a plain file. `key` is the setting that moves the socket, named in the errors."""
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, mode=0o700, exist_ok=True)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=dir_mode, exist_ok=True)
+        os.chmod(parent, dir_mode)  # makedirs honours the umask
     st = os.stat(parent)
     uid = os.getuid()
     if uid != 0 and st.st_uid not in (uid, 0):
         # e.g. a /tmp/voiceterm-<uid> planted by someone else: they could swap the socket under us.
-        raise PermissionError(
-            errno.EPERM, f"{parent} belongs to another user; remove it or set [status] socket"
-        )
+        raise PermissionError(errno.EPERM, f"{parent} belongs to another user; remove it or set {key}")
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise FileExistsError(
-            errno.EEXIST, f"{path} exists and is not a socket; remove it or set [status] socket"
-        )
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket; remove it or set {key}")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         probe.settimeout(0.5)
@@ -114,11 +105,55 @@ def _prepare_path(path: str) -> None:
     except (ConnectionRefusedError, FileNotFoundError):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left behind by a daemon that died without cleaning up
-        log.info("removed stale status socket path=%s", path)
+        log.info("removed stale socket path=%s", path)
         return
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, f"another voiceterm already answers on {path}")
+
+
+@contextlib.asynccontextmanager
+async def listening_socket(
+    path: str,
+    *,
+    key: str,
+    mode: int,
+    dir_mode: int = 0o700,
+    before_listen: Callable[[str], None] | None = None,
+) -> AsyncIterator[trio.socket.SocketType]:
+    """A listening unix stream socket at `path` with file mode `mode`, removed on the way out.
+
+    `key` is the setting that moves it (named in errors); `before_listen(path)` runs once the file exists
+    (to give it to a group). Raises OSError when the path cannot be used.
+    """
+    prepare_socket_path(path, key, dir_mode)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound: tuple[int, int] | None = None
+    try:
+        await sock.bind(path)
+        st = os.stat(path)
+        bound = (st.st_dev, st.st_ino)
+        if before_listen is not None:
+            before_listen(path)
+        os.chmod(path, mode)  # bind() honours the umask (0077 in the unit): widen to the group
+        sock.listen(LISTEN_BACKLOG)
+        yield sock
+    finally:
+        sock.close()
+        if bound is not None:
+            unlink_if_ours(path, bound)
+
+
+async def accept(sock: trio.socket.SocketType, what: str) -> trio.socket.SocketType:
+    """The next connection. Out of file descriptors and the like is logged and retried after a pause: a
+    diagnostics socket must never end the daemon, nor spin."""
+    while True:
+        try:
+            conn, _ = await sock.accept()
+            return conn
+        except OSError as e:
+            log.warning("%s accept failed error=%s", what, e.strerror or e)
+            await trio.sleep(ACCEPT_RETRY_S)
 
 
 async def serve_status(
@@ -132,37 +167,18 @@ async def serve_status(
     `task_status.started(path)` once the socket accepts connections. Raises OSError (before starting) when
     the path cannot be used; the socket file is removed on the way out.
     """
-    _prepare_path(path)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound: tuple[int, int] | None = None
-    try:
-        await sock.bind(path)
-        st = os.stat(path)
-        bound = (st.st_dev, st.st_ino)
-        os.chmod(path, SOCKET_MODE)  # bind() honours the umask (0077 in the unit): widen to the group
-        sock.listen(LISTEN_BACKLOG)
+    async with listening_socket(path, key="[status] socket", mode=SOCKET_MODE) as sock:
         log.debug("status socket listening path=%s", path)
         slots = trio.Semaphore(MAX_CLIENTS)
         async with trio.open_nursery() as nursery:
             task_status.started(path)
             while True:
                 await slots.acquire()
-                try:
-                    conn, _ = await sock.accept()
-                except OSError as e:
-                    # Out of file descriptors and the like: the status socket must not end the daemon.
-                    slots.release()
-                    log.warning("status socket accept failed error=%s", e.strerror or e)
-                    await trio.sleep(ACCEPT_RETRY_S)
-                    continue
+                conn = await accept(sock, "status socket")
                 nursery.start_soon(_answer, conn, snapshot, slots)
-    finally:
-        sock.close()
-        if bound is not None:
-            _unlink_if_ours(path, bound)
 
 
-def _unlink_if_ours(path: str, bound: tuple[int, int]) -> None:
+def unlink_if_ours(path: str, bound: tuple[int, int]) -> None:
     # Only remove the file we created: a second daemon may have replaced it meanwhile.
     try:
         st = os.lstat(path)
@@ -280,9 +296,13 @@ def write_textfile(path: str, text: str, mode: int = 0o644) -> None:
 __all__ = [
     "SOCKET_NAME",
     "StatusUnavailable",
+    "accept",
     "default_socket_path",
     "encode_snapshot",
+    "listening_socket",
+    "prepare_socket_path",
     "read_status",
     "serve_status",
+    "unlink_if_ours",
     "write_textfile",
 ]

@@ -213,6 +213,7 @@ class DaemonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.alsa = alsa
         self.status_path = str(self.workdir / "status.sock")
+        self.events_path = str(self.workdir / "events.sock")
         self.config_path = self.workdir / "voiceterm.toml"
         self.sections = merge_sections(
             {
@@ -221,6 +222,7 @@ class DaemonProcess:
                 "earcons": {"enabled": False},
                 "gpio": {"pin_factory": "mock"},
                 "status": {"socket": self.status_path},
+                "events": {"socket": self.events_path},
             },
             config,
         )

@@ -1,0 +1,255 @@
+"""`voiceterm events` and `voiceterm ctl`: a blocking client of the event and control socket, and the readable
+form of the event stream (transcripts as a conversation, every state change on one line).
+
+No trio here: these are short-lived commands a person or a shell script runs next to the daemon.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+from voiceterm.io.control import StatusUnavailable
+
+MAX_LINE_BYTES = 1 << 20  # the daemon caps event lines at 64 KiB; anything longer is not our daemon
+
+
+class EventClient:
+    """One connection to the event socket: send requests, read replies and events (JSON objects)."""
+
+    def __init__(self, path: str, timeout: float = 2.0) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._sock.settimeout(timeout)
+        self._buffer = b""
+        self._next_id = 0
+        try:
+            self._sock.connect(path)
+        except FileNotFoundError:
+            self.close()
+            raise StatusUnavailable(errno.ENOENT, "no socket there (is the daemon running?)") from None
+        except ConnectionRefusedError:
+            self.close()
+            raise StatusUnavailable(
+                errno.ECONNREFUSED, "connection refused: a stale socket (is the daemon running?)"
+            ) from None
+        except PermissionError:
+            self.close()
+            raise StatusUnavailable(
+                errno.EACCES,
+                "permission denied: run as root or as a member of the socket's group (events.group)",
+            ) from None
+        except OSError as e:
+            self.close()
+            raise StatusUnavailable(e.errno or errno.EIO, e.strerror or type(e).__name__) from None
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> EventClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, cmd: str, **args: Any) -> str:
+        """Send one request; returns its id."""
+        self._next_id += 1
+        request_id = f"c{self._next_id}"
+        line = json.dumps({"cmd": cmd, "id": request_id, **args}).encode() + b"\n"
+        self._sock.sendall(line)
+        return request_id
+
+    def read(self, timeout: float | None = 2.0) -> dict[str, Any] | None:
+        """The next JSON object from the daemon; None when it closed the connection. `timeout` None waits
+        for ever. Raises TimeoutError, or ValueError for something that is not our daemon's JSON."""
+        self._sock.settimeout(timeout)
+        while b"\n" not in self._buffer:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+            if len(self._buffer) > MAX_LINE_BYTES and b"\n" not in self._buffer:
+                raise ValueError("a line longer than 1 MiB: not a voiceterm event socket")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            obj = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("not JSON: not a voiceterm event socket") from None
+        if isinstance(obj, dict):
+            return obj
+        raise ValueError("not a JSON object: not a voiceterm event socket")
+
+    def request(self, cmd: str, timeout: float = 2.0, **args: Any) -> dict[str, Any]:
+        """Send a request and return its reply (events arriving meanwhile are skipped)."""
+        request_id = self.send(cmd, **args)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply to {cmd} within {timeout:g} s")
+            obj = self.read(left)
+            if obj is None:
+                raise StatusUnavailable(errno.ECONNRESET, "the daemon closed the connection")
+            if "reply" in obj and obj.get("id") in (request_id, None):
+                return obj
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Every event line until the daemon closes the connection."""
+        while True:
+            obj = self.read(None)
+            if obj is None:
+                return
+            if "event" in obj:
+                yield obj
+
+
+# --- the readable form ------------------------------------------------------------------------------------
+
+
+def _clock(obj: Mapping[str, Any]) -> str:
+    ts = obj.get("ts")
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
+
+
+def _compact(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConversationView:
+    """Turns event objects into lines for a person; None for events that would only repeat another line."""
+
+    def __init__(self) -> None:
+        self._bot_output_seen = False  # bot-output makes the older bot-transcript a repeat
+        self._segments: set[Any] = set()  # bot-output segments already shown
+
+    def line(self, obj: Mapping[str, Any]) -> str | None:
+        text = self._text(obj)
+        return f"{_clock(obj)}  {text}" if text is not None else None
+
+    def _text(self, e: Mapping[str, Any]) -> str | None:
+        name = e.get("event")
+        if name == "user-transcript":
+            return f"you: {e.get('text', '')}" if e.get("final", True) else None
+        if name == "bot-output":
+            self._bot_output_seen = True
+            if e.get("output_type") in ("word", "token"):
+                return None
+            segment = e.get("segment_id")
+            if segment is not None:
+                if segment in self._segments:
+                    return None  # progress of a sentence already shown
+                self._segments.add(segment)
+                if len(self._segments) > 1000:
+                    self._segments.clear()
+            return f"bot: {e.get('text', '')}"
+        if name == "bot-transcript":
+            return None if self._bot_output_seen else f"bot: {e.get('text', '')}"
+        if name == "connected":
+            self._segments.clear()
+            return f"connected: session {e.get('session')} to {e.get('url')}"
+        return _STATE_LINES.get(str(name), _other)(e)
+
+
+def _transport(e: Mapping[str, Any]) -> str:
+    error = e.get("error")
+    tail = f" ({error})" if error and e.get("state") in ("backing-off", "failed") else ""
+    return f"link: {e.get('state')}{tail}"
+
+
+def _bot_ready(e: Mapping[str, Any]) -> str:
+    about = e.get("about") if isinstance(e.get("about"), dict) else {}
+    lib = " ".join(str(about.get(k)) for k in ("library", "library_version") if about.get(k))
+    return f"bot ready: RTVI {e.get('version')}" + (f" ({lib})" if lib else "")
+
+
+def _other(e: Mapping[str, Any]) -> str | None:
+    name = e.get("event")
+    if name in _QUIET:
+        return None
+    payload = {k: v for k, v in e.items() if k not in ("event", "ts", "seq")}
+    return f"{name}" + (f": {_compact(payload)}" if payload else "")
+
+
+_STATE_LINES: dict[str, Any] = {
+    "transport-state-changed": _transport,
+    "bot-ready": _bot_ready,
+    "disconnected": lambda e: f"disconnected: {e.get('reason')}",
+    "reconnect-attempt": lambda e: (
+        f"reconnecting in {e.get('delay_s')} s (attempt {e.get('attempt')}): {e.get('error')}"
+    ),
+    "user-started-speaking": lambda e: "user started speaking",
+    "user-stopped-speaking": lambda e: "user stopped speaking",
+    "bot-started-speaking": lambda e: "bot started speaking",
+    "bot-stopped-speaking": lambda e: "bot stopped speaking",
+    "bot-interrupted": lambda e: "bot interrupted",
+    "button": lambda e: "button down" if e.get("pressed") else "button up",
+    "turn-started": lambda e: f"turn started ({e.get('source')})",
+    "turn-ended": lambda e: f"turn ended ({e.get('source')})",
+    "mute-changed": lambda e: "muted" if e.get("muted") else "unmuted",
+    "led": lambda e: f"status: {e.get('status')} ({e.get('pattern')}): {e.get('text')}",
+    "audio-fault": lambda e: (
+        f"{e.get('device')} fault: {e.get('fault')}" if e.get("fault") else f"{e.get('device')} recovered"
+    ),
+    "volume-changed": lambda e: f"volume {e.get('volume_percent')} %",
+    "error": lambda e: f"bot error{' (fatal)' if e.get('fatal') else ''}: {e.get('message')}",
+    "message-error": lambda e: f"bot refused a message: {e.get('message')}",
+    "server-message": lambda e: f"server message: {_compact(e.get('data'))}",
+    "app-message": lambda e: f"app message: {_compact(e.get('data'))}",
+    "llm-function-call": lambda e: f"function call: {e.get('function_name')}({_compact(e.get('args'))})",
+    "drops": lambda e: (
+        "drops: "
+        + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (e.get("counters") or {}).items() if v)
+    ),
+}
+
+# Shown by --json only: streamed text fragments, progress and figures a person does not read live.
+_QUIET = frozenset(
+    {
+        "user-input",
+        "bot-llm-text",
+        "bot-tts-text",
+        "bot-llm-started",
+        "bot-llm-stopped",
+        "bot-tts-started",
+        "bot-tts-stopped",
+        "metrics",
+        "rtvi-message",
+        "server-response",
+    }
+)
+
+
+def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.stdout) -> int:
+    """Subscribe and print events until the daemon goes away or the user interrupts; the exit status."""
+    with EventClient(path) as client:
+        args = {"events": names} if names else {}
+        reply = client.request("subscribe", **args)
+        if not reply.get("ok"):
+            print(f"voiceterm: {reply.get('error')}", file=sys.stderr)
+            return 2
+        view = ConversationView()
+        if not raw:
+            status = reply.get("result", {})
+            link = status.get("link", {}) if isinstance(status.get("link"), dict) else {}
+            print(
+                f"{time.strftime('%H:%M:%S')}  now: {status.get('status')} (link {link.get('state')}, "
+                f"{'muted' if (status.get('terminal') or {}).get('muted') else 'not muted'})",
+                file=out,
+                flush=True,
+            )
+        for obj in client.events():
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) if raw else view.line(obj)
+            if text is not None:
+                print(text, file=out, flush=True)
+    print("voiceterm: the daemon closed the event stream", file=sys.stderr)
+    return 1
+
+
+__all__ = ["ConversationView", "EventClient", "follow"]

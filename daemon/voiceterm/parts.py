@@ -1,0 +1,63 @@
+"""Optional parts: the Python packages a configuration needs beyond a plain install, and the one-line error
+that names what to install when one is missing.
+
+A plain `pip install voiceterm` carries what every terminal uses (trio, the WebSocket, protobuf, ALSA,
+numpy/soxr). GPIO (gpiozero) and the start endpoint (httpx) are extras, imported only when the
+configuration turns them on; the Twilio codec is ours and is imported only when it is the configured
+serializer. `voiceterm run` and `check-config` call `check_parts` so a missing part is a configuration
+error (exit 78) before anything starts, not an ImportError in the middle of the night.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+
+from voiceterm.config import Config, ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    module: str  # what must import
+    extra: str  # pip extra that brings it
+    apt: str  # Debian / Raspberry Pi OS package that brings it, for a system-wide install
+    key: str  # the setting that asks for it
+    instead: str  # how to not need it
+
+
+GPIO = Part("gpiozero", "gpio", "python3-gpiozero", "gpio.enabled", "set gpio.enabled = false")
+ENDPOINT = Part("httpx", "endpoint", "python3-httpx", "bot.endpoint", 'set bot.endpoint = "" and use bot.url')
+
+
+def needed(cfg: Config) -> list[Part]:
+    """The optional parts `cfg` turns on."""
+    parts = []
+    if cfg.gpio.enabled:
+        parts.append(GPIO)
+    if cfg.bot.endpoint:
+        parts.append(ENDPOINT)
+    return parts
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (a part is heavy: that is why it is optional)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: import blocked on purpose
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_parts(cfg: Config) -> None:
+    """Raise ConfigError (one line) for the first part `cfg` needs that is not installed."""
+    for part in needed(cfg):
+        if not installed(part.module):
+            raise ConfigError(
+                f"{cfg.source}: {part.key}: needs {part.module}, which is not installed; "
+                f"pip install 'voiceterm[{part.extra}]' (or apt install {part.apt}), or {part.instead}"
+            )
+
+
+__all__ = ["ENDPOINT", "GPIO", "Part", "check_parts", "installed", "needed"]
