@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from voiceterm.events_cli import EventClient
 from voiceterm.io.control import read_status
 from voiceterm.testing.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm.testing.bot import BotProcess
@@ -445,7 +446,7 @@ def run_sandboxed_daemon(sandbox_dir: Path, bot_url: str, check: Callable[[Path]
             receiver.close()
     log = stderr_path.read_text()
     assert "Traceback" not in log, log
-    assert not sock.exists()  # removed on the way out
+    assert not sock.exists() and not (sock.parent / "events.sock").exists()  # removed on the way out
     return log
 
 
@@ -471,5 +472,12 @@ def test_the_sandboxed_daemon_talks_to_the_real_bot(sandbox_dir: Path, shared_bo
         )
         assert status["link"]["sent_audio_total"] > 0
         assert status["link"]["garbage_frames_total"] == 0
+        # The event socket works under the unit's sandbox too, beside the status socket, mode 0660.
+        assert status["events"]["error"] is None
+        events = sock.parent / "events.sock"
+        assert stat.S_IMODE(events.stat().st_mode) == 0o660
+        with EventClient(str(events)) as client:
+            reply = client.request("status")
+        assert reply["ok"] and reply["result"]["link"]["state"] == "ready"
 
     run_sandboxed_daemon(sandbox_dir, shared_bot.url, check)
