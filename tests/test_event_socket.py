@@ -372,3 +372,29 @@ async def test_a_group_that_cannot_reach_the_directory_is_warned_about(sock_dir:
         "(systemctl edit voiceterm), or add the group's users to the daemon's group instead"
     ]
     inner.rmdir()
+
+
+async def test_drops_in_a_row_are_one_log_line(sock_dir: Path, caplog) -> None:
+    hub = EventHub(queue_size=16)
+    with trio.fail_after(DEADLINE):
+        async with serving(sock_dir / "events.sock", hub, Recorder()) as path:
+            stuck = []
+            for _ in range(3):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(path)
+                s.sendall(b'{"cmd": "subscribe"}\n')
+                stuck.append(s)
+            await trio.testing.wait_all_tasks_blocked()
+            assert hub.subscribers == 3
+            published = 0
+            while hub.counters["subscribers_dropped_total"] < 3:
+                assert published < 100_000
+                hub.publish(de.MuteChanged(published % 2 == 0))
+                published += 1
+                if published % 64 == 0:
+                    await trio.testing.wait_all_tasks_blocked()  # let the writers fill the kernel buffers
+            for s in stuck:
+                s.close()
+    drops = [r.getMessage() for r in caplog.records if "events client dropped" in r.getMessage()]
+    assert len(drops) == 1 and "reason=" in drops[0] and "pid=" in drops[0]

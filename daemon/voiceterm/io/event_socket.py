@@ -25,6 +25,7 @@ import trio
 from voiceterm.core import control_commands as cc
 from voiceterm.core.device_events import DeviceEvent, encode
 from voiceterm.io.control import accept, listening_socket
+from voiceterm.io.lograte import Throttle
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.events")
@@ -32,6 +33,7 @@ log = logging.getLogger("voiceterm.events")
 SOCKET_NAME = "events.sock"
 READ_CHUNK = 4096
 DRAIN_AFTER_EOF_S = 2.0
+DROP_LOG_INTERVAL_S = 60.0  # dropped clients beyond one per this are counted in the next line, not logged
 # Kernel send buffer per connection (Linux doubles it): with the queue, it bounds what a stuck subscriber
 # can hold of the daemon's memory, and it makes "stuck" visible within a few hundred events.
 SEND_BUFFER_BYTES = 32 * 1024
@@ -83,6 +85,7 @@ class EventHub:
         self.max_clients = max_clients
         self._connections: set[_Connection] = set()
         self._seq = 0
+        self._drop_log = Throttle(DROP_LOG_INTERVAL_S)
         self.counters = {
             "events_published_total": 0,
             "clients_total": 0,
@@ -129,7 +132,11 @@ class EventHub:
         self._connections.discard(conn)
         if conn.subscribed:
             self.counters["subscribers_dropped_total"] += 1
-        log.warning("events client dropped %s", kv(client=conn.label, reason=why))
+        # One line per drop, but a screen app that reconnects and stalls in a loop must not flood the journal.
+        held = self._drop_log.allow(time.monotonic())
+        if held is not None:
+            more = f" (+{held} more since the last report)" if held else ""
+            log.warning("events client dropped %s%s", kv(client=conn.label, reason=why), more)
         conn.send.close()
         conn.cancel_scope.cancel()
 
