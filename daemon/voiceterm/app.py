@@ -25,6 +25,7 @@ from voiceterm.config import Config, ConfigError, effective_config, load_config
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
+from voiceterm.core.patterns import describe
 from voiceterm.core.terminal import (
     Earcon,
     FlushPlayback,
@@ -235,8 +236,6 @@ class Daemon:
 
     def _publish_changes(self, view: Any, source: str) -> None:
         """Events for what the last input changed in the terminal (button, mute, turn, faults, LED)."""
-        from voiceterm.core.patterns import describe
-
         term = self.terminal
         observed = de.Observed(
             button_pressed=term.button_pressed,
