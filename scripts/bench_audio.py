@@ -10,33 +10,21 @@ which is the part a Pi Zero 2 W feels.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import tempfile
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import trio
 
 from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.io.mic import MicChunk, Microphone
 from voiceterm.io.speaker import Speaker
 from voiceterm.protocol.events import AudioChunk
-from voiceterm.testing.alsa_files import AlsaFileConfig, write_raw
+from voiceterm.testing.alsa_files import AlsaFileConfig, speech_like, write_raw
 
 CHUNK_S = 0.040  # the bot sends 40 ms per message
-
-
-def speech_like(seconds: float, rate: int) -> np.ndarray:
-    """A deterministic voiced-speech stand-in: a few harmonics with an envelope and a little noise."""
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    rng = np.random.default_rng(7)
-    x = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 6))
-    x = x * (0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)) + 0.02 * rng.standard_normal(n)
-    return (x / np.max(np.abs(x)) * 12000).astype("<i2")
 
 
 @dataclass

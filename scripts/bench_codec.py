@@ -15,23 +15,13 @@ import sys
 import timeit
 from collections.abc import Callable
 
-import numpy as np
-
 from voiceterm.core.pcm import mulaw_decode, mulaw_encode
 from voiceterm.protocol import frames_pb2, rtvi
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
+from voiceterm.testing.alsa_files import speech_like
 
 TARGET_US = 10.0
-
-
-def speech_like(n_samples: int, rate: int) -> bytes:
-    """A deterministic voiced-speech stand-in: a few harmonics with an envelope and a little noise."""
-    t = np.arange(n_samples) / rate
-    rng = np.random.default_rng(7)
-    x = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 6))
-    x = x * (0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)) + 0.02 * rng.standard_normal(n_samples)
-    return (x / np.max(np.abs(x)) * 12000).astype("<i2").tobytes()
 
 
 def per_call_us(fn: Callable[[], object], number: int, repeat: int) -> float:
@@ -92,7 +82,7 @@ def main() -> int:
     ser = ProtobufSerializer()
     print("protobuf audio (one 20 ms mono PCM16 chunk per message):")
     for rate in (16000, 24000):
-        pcm = speech_like(rate // 50, rate)
+        pcm = speech_like(0.02, rate).tobytes()
         wire = ser.encode_audio(pcm, rate)
         enc = per_call_us(lambda pcm=pcm, rate=rate: ser.encode_audio(pcm, rate), number, repeat)
         dec = per_call_us(lambda wire=wire: ser.decode(wire), number, repeat)
@@ -129,7 +119,7 @@ def main() -> int:
     row("decode bot-output -> BotOutput", dec, base_dec)
 
     print("G.711 mu-law, 20 ms at 8 kHz (160 samples):")
-    pcm8 = speech_like(160, 8000)
+    pcm8 = speech_like(0.02, 8000).tobytes()
     ulaw = mulaw_encode(pcm8)
     enc = per_call_us(lambda: mulaw_encode(pcm8), number, repeat)
     dec = per_call_us(lambda: mulaw_decode(ulaw), number, repeat)

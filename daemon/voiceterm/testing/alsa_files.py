@@ -19,6 +19,7 @@ with EIO, as a USB device does when it is unplugged.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import threading
 from collections.abc import Mapping
@@ -147,6 +148,17 @@ def noise(n_frames: int, *, seed: int = 0, amplitude: int = 8000, nonzero: bool 
     if nonzero:
         x[x == 0] = 1
     return x.astype("<i2")
+
+
+def speech_like(seconds: float, rate: int) -> np.ndarray:
+    """A deterministic voiced-speech stand-in (mono int16): a few harmonics with a syllable envelope and a
+    little noise. Benchmarks feed it as the user's voice: it compresses, resamples and meters like speech."""
+    n = round(seconds * rate)
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(7)
+    x = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 6))
+    x = x * (0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)) + 0.02 * rng.standard_normal(n)
+    return (x / np.max(np.abs(x)) * 12000).astype("<i2")
 
 
 def write_raw(path: str | os.PathLike[str], samples: np.ndarray) -> Path:

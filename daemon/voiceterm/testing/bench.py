@@ -31,7 +31,7 @@ import numpy as np
 from voiceterm import __version__
 from voiceterm.core.latency import bucket_difference, summarize_buckets
 from voiceterm.core.reconnect import DEFAULT_STABLE_AFTER
-from voiceterm.testing.alsa_files import AlsaFileConfig, write_raw
+from voiceterm.testing.alsa_files import AlsaFileConfig, speech_like, write_raw
 from voiceterm.testing.bot import BotProcess
 from voiceterm.testing.daemonproc import (
     DaemonProcess,
@@ -65,16 +65,6 @@ LATENCY_LABELS = {
     "receive_to_audible": "WebSocket receive -> first frame leaves the device (total, device clock)",
     "interruption": "interruption frame received -> no old bot audio left in the device",
 }
-
-
-def speech_like(seconds: float, rate: int) -> np.ndarray:
-    """A deterministic voiced-speech stand-in: a few harmonics with a syllable envelope and a little noise."""
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    rng = np.random.default_rng(7)
-    x = sum(np.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 6))
-    x = x * (0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)) + 0.02 * rng.standard_normal(n)
-    return (x / np.max(np.abs(x)) * 12000).astype("<i2")
 
 
 def machine_info() -> dict[str, Any]:

@@ -110,7 +110,7 @@ class Campaign:
         faults = len(self.plan.schedule())
         # Longer than the campaign can run: reads past the end of a file PCM repeat stale data.
         seconds = 120 + faults * (self.plan.gap_s[1] + self.plan.blackhole_s + 15)
-        from voiceterm.testing.bench import speech_like
+        from voiceterm.testing.alsa_files import speech_like
 
         write_raw(mic, speech_like(seconds, MIC_RATE))
         self.mic_tap = CountingTap(self.work / "mic.tee")
