@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import errno
 import json
-import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from voiceterm.io.control import StatusUnavailable
+from voiceterm.io.control import StatusUnavailable, connect_unix
 
 MAX_LINE_BYTES = 1 << 20  # the daemon caps event lines at 64 KiB; anything longer is not our daemon
 
@@ -24,29 +23,9 @@ class EventClient:
 
     def __init__(self, path: str, timeout: float = 2.0) -> None:
         self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.settimeout(timeout)
+        self._sock = connect_unix(path, timeout)
         self._buffer = b""
         self._next_id = 0
-        try:
-            self._sock.connect(path)
-        except FileNotFoundError:
-            self.close()
-            raise StatusUnavailable(errno.ENOENT, "no socket there (is the daemon running?)") from None
-        except ConnectionRefusedError:
-            self.close()
-            raise StatusUnavailable(
-                errno.ECONNREFUSED, "connection refused: a stale socket (is the daemon running?)"
-            ) from None
-        except PermissionError:
-            self.close()
-            raise StatusUnavailable(
-                errno.EACCES,
-                "permission denied: run as root or as a member of the socket's group (events.group)",
-            ) from None
-        except OSError as e:
-            self.close()
-            raise StatusUnavailable(e.errno or errno.EIO, e.strerror or type(e).__name__) from None
 
     def close(self) -> None:
         self._sock.close()

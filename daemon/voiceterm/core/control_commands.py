@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from voiceterm.core.device_events import EVENT_NAMES, jsonable
+
 MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
 MAX_TEXT_CHARS = 4000  # send-text content
 VOLUME_RANGE = (0, 400)  # the same range as audio.volume_percent
@@ -157,8 +159,6 @@ def _build(cmd: str, args: Mapping[str, Any]) -> Command:
             return Subscribe(None)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise CommandError("events must be a list of event names")
-        from voiceterm.core.device_events import EVENT_NAMES
-
         unknown = sorted(set(names) - EVENT_NAMES)
         if unknown:
             raise CommandError(f"unknown event name {unknown[0][:40]!r}")
@@ -215,8 +215,6 @@ def reply_error(request_id: Any, cmd: str | None, message: str) -> bytes:
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
-    from voiceterm.core.device_events import jsonable
-
     return json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
 
 

@@ -213,25 +213,10 @@ def read_status(path: str, timeout: float = 2.0) -> dict[str, Any]:
     Raises StatusUnavailable (an OSError) when nothing answers, ValueError when the answer is not a JSON
     object; both with a one-line message.
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(timeout)
+    sock = connect_unix(path, timeout)
     chunks: list[bytes] = []
     size = 0
     try:
-        try:
-            _connect(sock, path, time.monotonic() + timeout)
-        except FileNotFoundError:
-            raise StatusUnavailable(errno.ENOENT, "no socket there (is the daemon running?)") from None
-        except ConnectionRefusedError:
-            raise StatusUnavailable(
-                errno.ECONNREFUSED, "connection refused: a stale socket (is the daemon running?)"
-            ) from None
-        except PermissionError:
-            raise StatusUnavailable(
-                errno.EACCES, "permission denied: run as root or as a member of the voiceterm group"
-            ) from None
-        except TimeoutError:
-            raise StatusUnavailable(errno.ETIMEDOUT, f"no connection within {timeout:g} s") from None
         while True:
             try:
                 chunk = sock.recv(65536)
@@ -258,6 +243,34 @@ def read_status(path: str, timeout: float = 2.0) -> dict[str, Any]:
     if isinstance(doc, dict):
         return doc
     raise ValueError("the answer is not a JSON object: not a voiceterm status socket")
+
+
+def connect_unix(path: str, timeout: float) -> socket.socket:
+    """A blocking client connection to the daemon's socket at `path` (with `timeout` set on it).
+
+    Raises StatusUnavailable with a one-line reason a person can act on when nothing usable answers.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        _connect(sock, path, time.monotonic() + timeout)
+        return sock
+    except FileNotFoundError:
+        why = StatusUnavailable(errno.ENOENT, "no socket there (is the daemon running?)")
+    except ConnectionRefusedError:
+        why = StatusUnavailable(
+            errno.ECONNREFUSED, "connection refused: a stale socket (is the daemon running?)"
+        )
+    except PermissionError:
+        why = StatusUnavailable(
+            errno.EACCES, "permission denied: run as root or as a member of the socket's group (voiceterm)"
+        )
+    except TimeoutError:
+        why = StatusUnavailable(errno.ETIMEDOUT, f"no connection within {timeout:g} s")
+    except OSError as e:
+        why = StatusUnavailable(e.errno or errno.EIO, e.strerror or type(e).__name__)
+    sock.close()
+    raise why
 
 
 def _connect(sock: socket.socket, path: str, deadline: float) -> None:
@@ -297,6 +310,7 @@ __all__ = [
     "SOCKET_NAME",
     "StatusUnavailable",
     "accept",
+    "connect_unix",
     "default_socket_path",
     "encode_snapshot",
     "listening_socket",

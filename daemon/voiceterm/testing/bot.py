@@ -44,6 +44,18 @@ def event_is(name: str, **fields: Any) -> Predicate:
     return match
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float = 5.0) -> int:
+    """SIGTERM a child, SIGKILL it if it is still there after `timeout`; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class BotError(RuntimeError):
     """The bot did not start, or exited when it should not have."""
 
@@ -189,16 +201,9 @@ class BotProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it takes longer than `timeout`."""
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(self._proc, timeout)
         self._join_reader()
 
     def __enter__(self) -> BotProcess:

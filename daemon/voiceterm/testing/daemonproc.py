@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from voiceterm.io.control import read_status
 from voiceterm.testing.alsa_files import AlsaFileConfig
+from voiceterm.testing.bot import terminate
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "daemon failed", "device thread crashed")
@@ -360,13 +360,7 @@ class DaemonProcess:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         if self._reader is not None:
             self._reader.join(5)
         if proc.stdin is not None:
