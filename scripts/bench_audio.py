@@ -22,7 +22,7 @@ from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.io.mic import MicChunk, Microphone
 from voiceterm.io.speaker import Speaker
 from voiceterm.protocol.events import AudioChunk
-from voiceterm.testing.alsa_files import AlsaFileConfig, speech_like, write_raw
+from voiceterm_devkit.alsa_files import AlsaFileConfig, speech_like, write_raw
 
 CHUNK_S = 0.040  # the bot sends 40 ms per message
 

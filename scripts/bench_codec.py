@@ -19,7 +19,7 @@ from voiceterm.core.pcm import mulaw_decode, mulaw_encode
 from voiceterm.protocol import frames_pb2, rtvi
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
-from voiceterm.testing.alsa_files import speech_like
+from voiceterm_devkit.alsa_files import speech_like
 
 TARGET_US = 10.0
 

@@ -9,7 +9,7 @@
 #        sudo scripts/install.sh --uninstall [--purge]
 # Environment: VOICETERM_INSTALL_PIP_ARGS  extra `pip install` arguments (e.g. --no-deps --no-index)
 #              VOICETERM_PYTHON            interpreter for the venv (default /usr/bin/python3)
-#              VOICETERM_INSTALL_EXTRAS    optional parts to install (default gpio,endpoint; "" = plain)
+#              VOICETERM_INSTALL_EXTRAS    optional parts to install (default endpoint; "" = plain)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +22,7 @@ UNINSTALL=0
 PURGE=0
 PIP_ARGS="${VOICETERM_INSTALL_PIP_ARGS:-}"
 # A device gets the GPIO panel and the start endpoint; a plain install (no GPIO, plain URL) sets this empty.
-EXTRAS="${VOICETERM_INSTALL_EXTRAS-gpio,endpoint}"
+EXTRAS="${VOICETERM_INSTALL_EXTRAS-endpoint}"
 APT_BASE=(python3-venv python3-dev gcc libasound2-dev alsa-utils)
 
 # Temporary files and directories, removed however the script ends.
@@ -52,7 +52,7 @@ Installs voiceterm from this checkout ($REPO) as a systemd service.
   -h, --help     this text
 
 Environment: VOICETERM_INSTALL_PIP_ARGS (extra pip arguments), VOICETERM_PYTHON (venv interpreter),
-VOICETERM_INSTALL_EXTRAS (optional parts, default gpio,endpoint; empty for a plain install).
+VOICETERM_INSTALL_EXTRAS (optional parts, default endpoint; empty for a plain install).
 EOF
 }
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Bot fixtures: the real Pipecat echo bot (voiceterm.testing.echo_bot) on loopback.
+"""Shared fixtures. Bot fixtures: the real Pipecat echo bot (voiceterm_devkit.echo_bot) on loopback.
 
 `echo_bot` is one protobuf bot for the whole session (about 0.7 s to start), for tests that do not kill
 it; `fresh_bot` is a bot of the test's own, for tests that kill and restart it; `twilio_bot` serves the
@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 
-from voiceterm.testing.bot import BotProcess
+from voiceterm_devkit.bot import BotProcess
 
 
 def _require_pipecat() -> None:

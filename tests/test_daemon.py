@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from voiceterm.io.control import read_status
-from voiceterm.testing.alsa_files import AlsaFileConfig, noise, read_raw, write_raw
-from voiceterm.testing.bot import BotProcess
-from voiceterm.testing.daemonproc import NotifySink
+from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, read_raw, write_raw
+from voiceterm_devkit.bot import BotProcess
+from voiceterm_devkit.daemonproc import NotifySink
 
 MIC_RATE = 16000
 SPK_RATE = 24000

@@ -1,6 +1,6 @@
 """The demo: its keyless Pipecat bot over the real wire protocol, the user's voice, and the whole demo end to end.
 
-The end-to-end test runs `python -m voiceterm.demo --turns 1` (the real daemon against the real demo bot over
+The end-to-end test runs `python -m voiceterm_devkit.demo --turns 1` (the real daemon against the real demo bot over
 file-backed ALSA devices) and checks its report; it takes about 15 s.
 """
 
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm import demo
 from voiceterm.protocol import frames_pb2
-from voiceterm.testing.bot import event_is
+from voiceterm_devkit import demo
+from voiceterm_devkit.bot import event_is
 
 pipecat = pytest.importorskip("pipecat", reason="the demo bot needs the bot extra (pipecat-ai)")
 
@@ -98,7 +98,7 @@ def test_sound_segments_find_replies_and_merge_short_gaps() -> None:
 @pytest.mark.bot
 @pytest.mark.filterwarnings("ignore:websockets.legacy is deprecated:DeprecationWarning")
 def test_reply_fidelity_recognises_the_bots_transform_only() -> None:
-    from voiceterm.testing.demo_bot import make_reply
+    from voiceterm_devkit.demo_bot import make_reply
 
     mic = demo.synthetic_voice(1.5, seed=5)
     around = np.concatenate([np.zeros(4000, dtype="<i2"), mic, np.zeros(4000, dtype="<i2")])
@@ -244,7 +244,7 @@ async def test_push_to_talk_turn_is_answered_with_the_turn_pitched_up(demo_bot) 
 
 
 def demo_bot_reply(pcm: bytes) -> bytes:
-    from voiceterm.testing.demo_bot import make_reply
+    from voiceterm_devkit.demo_bot import make_reply
 
     return make_reply(pcm, IN_RATE, OUT_RATE)
 
@@ -365,7 +365,17 @@ def test_demo_end_to_end_one_turn(tmp_path: Path) -> None:
     """The README's main job, shortened to one utterance: the real daemon, the real bot, file-backed ALSA."""
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "voiceterm.demo", "--turns", "1", "--voice", "synthetic", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "voiceterm_devkit.demo",
+            "--turns",
+            "1",
+            "--voice",
+            "synthetic",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=80,

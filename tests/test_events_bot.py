@@ -23,8 +23,8 @@ import trio
 from voiceterm.app import Daemon
 from voiceterm.config import Config, config_from_dict
 from voiceterm.core.latency import LatencyRecorder
-from voiceterm.testing.alsa_files import AlsaFileConfig, noise, write_raw
-from voiceterm.testing.bot import BotProcess, event_is
+from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
+from voiceterm_devkit.bot import BotProcess, event_is
 
 pytestmark = [pytest.mark.bot, pytest.mark.alsa]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceterm.testing.campaign import KINDS, run_campaign, short_plan
+from voiceterm_devkit.campaign import KINDS, run_campaign, short_plan
 
 pytestmark = [pytest.mark.bot, pytest.mark.alsa, pytest.mark.timeout(150)]
 

@@ -27,7 +27,7 @@ from voiceterm.core.latency import (
 from voiceterm.io.link import ReceivedAudio
 from voiceterm.io.speaker import Speaker
 from voiceterm.protocol.events import AudioChunk
-from voiceterm.testing.alsa_files import AlsaFileConfig, noise
+from voiceterm_devkit.alsa_files import AlsaFileConfig, noise
 
 durations = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
 

@@ -16,9 +16,9 @@ import pytest
 
 from voiceterm.config import Config, ConfigError, config_from_dict
 from voiceterm.parts import ENDPOINT, GPIO, check_parts, installed, needed
-from voiceterm.testing.alsa_files import AlsaFileConfig, noise, write_raw
-from voiceterm.testing.bot import BotProcess, event_is
-from voiceterm.testing.daemonproc import DaemonProcess
+from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
+from voiceterm_devkit.bot import BotProcess, event_is
+from voiceterm_devkit.daemonproc import DaemonProcess
 
 BLOCKED = ("gpiozero", "httpx", "voiceterm.protocol.twilio")
 
@@ -55,7 +55,7 @@ def test_what_a_configuration_needs() -> None:
     [
         (
             "",
-            "gpio.enabled: needs gpiozero, which is not installed; pip install 'voiceterm[gpio]' "
+            "gpio.enabled: needs gpiozero, which is not installed; pip install gpiozero "
             "(or apt install python3-gpiozero), or set gpio.enabled = false",
         ),
         (
@@ -78,7 +78,7 @@ def test_a_missing_part_is_one_line_and_exit_78(
 
 def test_check_config_raises_the_same_error_in_process(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "gpiozero", None)
-    with pytest.raises(ConfigError, match=r"pip install 'voiceterm\[gpio\]'"):
+    with pytest.raises(ConfigError, match=r"pip install gpiozero "):
         check_parts(Config())
 
 

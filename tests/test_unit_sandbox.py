@@ -38,8 +38,8 @@ import pytest
 
 from voiceterm.events_cli import EventClient
 from voiceterm.io.control import read_status
-from voiceterm.testing.alsa_files import AlsaFileConfig, noise, write_raw
-from voiceterm.testing.bot import BotProcess
+from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
+from voiceterm_devkit.bot import BotProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "voiceterm.service"

@@ -2,9 +2,11 @@
 that names what to install when one is missing.
 
 A plain `pip install voiceterm` carries what every terminal uses (trio, the WebSocket, protobuf, ALSA,
-numpy/soxr). GPIO (gpiozero) and the start endpoint (httpx) are extras, imported only when the
-configuration turns them on; the Twilio codec is ours and is imported only when it is the configured
-serializer. `voiceterm run` and `check-config` call `check_parts` so a missing part is a configuration
+numpy/soxr, gpiozero). gpiozero is imported only when [gpio] is enabled (it costs memory and start-up
+time), but it is a dependency, so the shipped example configuration works after a plain install; a
+system install that left it out still gets the one-line error. The start endpoint (httpx) is an extra,
+imported only when the configuration turns it on; the Twilio codec is ours and is imported only when it
+is the configured serializer. `voiceterm run` and `check-config` call `check_parts` so a missing part is a configuration
 error (exit 78) before anything starts, not an ImportError in the middle of the night.
 """
 
@@ -20,14 +22,16 @@ from voiceterm.config import Config, ConfigError
 @dataclass(frozen=True, slots=True)
 class Part:
     module: str  # what must import
-    extra: str  # pip extra that brings it
+    pip: str  # what to pip install to bring it
     apt: str  # Debian / Raspberry Pi OS package that brings it, for a system-wide install
     key: str  # the setting that asks for it
     instead: str  # how to not need it
 
 
-GPIO = Part("gpiozero", "gpio", "python3-gpiozero", "gpio.enabled", "set gpio.enabled = false")
-ENDPOINT = Part("httpx", "endpoint", "python3-httpx", "bot.endpoint", 'set bot.endpoint = "" and use bot.url')
+GPIO = Part("gpiozero", "gpiozero", "python3-gpiozero", "gpio.enabled", "set gpio.enabled = false")
+ENDPOINT = Part(
+    "httpx", "'voiceterm[endpoint]'", "python3-httpx", "bot.endpoint", 'set bot.endpoint = "" and use bot.url'
+)
 
 
 def needed(cfg: Config) -> list[Part]:
@@ -56,7 +60,7 @@ def check_parts(cfg: Config) -> None:
         if not installed(part.module):
             raise ConfigError(
                 f"{cfg.source}: {part.key}: needs {part.module}, which is not installed; "
-                f"pip install 'voiceterm[{part.extra}]' (or apt install {part.apt}), or {part.instead}"
+                f"pip install {part.pip} (or apt install {part.apt}), or {part.instead}"
             )
 
 

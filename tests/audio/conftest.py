@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from voiceterm.config import AudioConfig, EarconsConfig
-from voiceterm.testing.alsa_files import AlsaFileConfig
+from voiceterm_devkit.alsa_files import AlsaFileConfig
 
 
 class AlsaEnv:

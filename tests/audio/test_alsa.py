@@ -16,7 +16,7 @@ from voiceterm.io.alsa import (
     describe_open_error,
     list_devices,
 )
-from voiceterm.testing.alsa_files import noise, write_raw
+from voiceterm_devkit.alsa_files import noise, write_raw
 
 if TYPE_CHECKING:
     from .conftest import AlsaEnv

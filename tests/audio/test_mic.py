@@ -16,7 +16,7 @@ import trio.testing
 from voiceterm.core.pcm import apply_gain_db
 from voiceterm.io.alsa import AlsaPcm
 from voiceterm.io.mic import MicChunk, Microphone
-from voiceterm.testing.alsa_files import FifoTap, noise, write_raw
+from voiceterm_devkit.alsa_files import FifoTap, noise, write_raw
 
 if TYPE_CHECKING:
     from .conftest import AlsaEnv

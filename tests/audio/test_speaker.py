@@ -15,7 +15,7 @@ from voiceterm.core import earcons
 from voiceterm.core.pcm import scale
 from voiceterm.io.speaker import Speaker
 from voiceterm.protocol.events import AudioChunk
-from voiceterm.testing.alsa_files import FifoTap, noise, read_raw
+from voiceterm_devkit.alsa_files import FifoTap, noise, read_raw
 
 if TYPE_CHECKING:
     from .conftest import AlsaEnv

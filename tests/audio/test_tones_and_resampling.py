@@ -8,7 +8,7 @@ import soxr
 
 from voiceterm.core import earcons
 from voiceterm.core.resample import StreamResampler
-from voiceterm.testing.alsa_files import noise
+from voiceterm_devkit.alsa_files import noise
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:

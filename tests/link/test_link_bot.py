@@ -22,10 +22,10 @@ from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link, SessionStarted
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import AudioChunk, Interruption
-from voiceterm.testing.bot import BotProcess, event_is
-from voiceterm.testing.linkwatch import EventCollector, StatusRecorder, run_link
-from voiceterm.testing.netfaults import FaultProxy, TokenStore
-from voiceterm.testing.start_server import StartEndpointServer
+from voiceterm_devkit.bot import BotProcess, event_is
+from voiceterm_devkit.linkwatch import EventCollector, StatusRecorder, run_link
+from voiceterm_devkit.netfaults import FaultProxy, TokenStore
+from voiceterm_devkit.start_server import StartEndpointServer
 
 pytestmark = pytest.mark.bot
 

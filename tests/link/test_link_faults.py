@@ -25,9 +25,9 @@ from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link, SessionEnded, SessionStarted, describe_close
 from voiceterm.protocol import frames_pb2
 from voiceterm.protocol.rtvi import BotReady
-from voiceterm.testing.bot import find_free_port
-from voiceterm.testing.linkwatch import EventCollector, StatusRecorder, run_link
-from voiceterm.testing.netfaults import FaultProxy
+from voiceterm_devkit.bot import find_free_port
+from voiceterm_devkit.linkwatch import EventCollector, StatusRecorder, run_link
+from voiceterm_devkit.netfaults import FaultProxy
 
 SECRET = "tok-9f8e7d6c5b4a"
 

@@ -13,8 +13,8 @@ from voiceterm.io.start_endpoint import (
     mask_url,
     url_with_token,
 )
-from voiceterm.testing.bot import find_free_port
-from voiceterm.testing.start_server import StartEndpointServer
+from voiceterm_devkit.bot import find_free_port
+from voiceterm_devkit.start_server import StartEndpointServer
 
 BODY = {"transport": "websocket"}
 

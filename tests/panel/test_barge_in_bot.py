@@ -22,8 +22,8 @@ from voiceterm.io.gpio import Panel
 from voiceterm.io.link import Link, SessionStarted
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import AudioChunk, Interruption
-from voiceterm.testing.alsa_files import AlsaFileConfig, read_raw
-from voiceterm.testing.bot import BotProcess, event_is
+from voiceterm_devkit.alsa_files import AlsaFileConfig, read_raw
+from voiceterm_devkit.bot import BotProcess, event_is
 
 pytestmark = [pytest.mark.bot, pytest.mark.alsa]
 

@@ -24,7 +24,7 @@ import numpy as np
 import trio
 
 from voiceterm.protocol import frames_pb2
-from voiceterm.testing.netfaults import serve_on_free_port
+from voiceterm_devkit.netfaults import serve_on_free_port
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1

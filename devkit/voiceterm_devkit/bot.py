@@ -1,4 +1,4 @@
-"""Launches the real Pipecat test bot (`voiceterm.testing.echo_bot`) as a subprocess on a loopback port.
+"""Launches the real Pipecat test bot (`voiceterm_devkit.echo_bot`) as a subprocess on a loopback port.
 
 `BotProcess` starts, kills (SIGKILL) and restarts the bot on the same port, waits until it accepts
 connections, and collects its JSON-lines event log from a pipe in a reader thread. It works from plain
@@ -117,7 +117,7 @@ class BotProcess:
         return [
             self.python,
             "-m",
-            "voiceterm.testing.echo_bot",
+            "voiceterm_devkit.echo_bot",
             "--host",
             self.host,
             "--port",

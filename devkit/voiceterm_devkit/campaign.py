@@ -27,10 +27,10 @@ from typing import Any
 
 import trio
 
-from voiceterm.testing.alsa_files import AlsaFileConfig, FifoTap, write_raw
-from voiceterm.testing.bot import BotProcess
-from voiceterm.testing.chaos import ChaosProxy, garbage_frames, ws_frame
-from voiceterm.testing.daemonproc import DaemonProcess, RssSampler, memory_kib
+from voiceterm_devkit.alsa_files import AlsaFileConfig, FifoTap, write_raw
+from voiceterm_devkit.bot import BotProcess
+from voiceterm_devkit.chaos import ChaosProxy, garbage_frames, ws_frame
+from voiceterm_devkit.daemonproc import DaemonProcess, RssSampler, memory_kib
 
 MIC_RATE = 16000
 MAX_MESSAGE_BYTES = 256 * 1024  # the daemon's bot.max_message_bytes in the campaign
@@ -110,7 +110,7 @@ class Campaign:
         faults = len(self.plan.schedule())
         # Longer than the campaign can run: reads past the end of a file PCM repeat stale data.
         seconds = 120 + faults * (self.plan.gap_s[1] + self.plan.blackhole_s + 15)
-        from voiceterm.testing.alsa_files import speech_like
+        from voiceterm_devkit.alsa_files import speech_like
 
         write_raw(mic, speech_like(seconds, MIC_RATE))
         self.mic_tap = CountingTap(self.work / "mic.tee")

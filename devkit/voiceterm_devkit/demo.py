@@ -1,7 +1,7 @@
-"""The demo (`scripts/demo`, `python -m voiceterm.demo`): the real daemon talking to a local keyless Pipecat bot.
+"""The demo (`scripts/demo`, `python -m voiceterm_devkit.demo`): the real daemon talking to a local keyless Pipecat bot.
 
 It speaks scripted utterances into a file-backed ALSA microphone, presses the push-to-talk key through the
-daemon's `--keyboard` stdin at the right moments, lets the bot (`voiceterm.testing.demo_bot`) answer with what it
+daemon's `--keyboard` stdin at the right moments, lets the bot (`voiceterm_devkit.demo_bot`) answer with what it
 heard pitched up, and reports what happened: the handshake, each turn, the replies (cut out of the file-backed
 speaker into `reply.wav`) and latency figures. Everything it writes lands in one directory (default `out/demo`).
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from voiceterm.testing.alsa_files import AlsaFileConfig
-from voiceterm.testing.bot import BotError, BotProcess, event_is
+from voiceterm_devkit.alsa_files import AlsaFileConfig
+from voiceterm_devkit.bot import BotError, BotProcess, event_is
 
 MIC_RATE = 16000  # the bot's input rate (pipecat's default); the daemon sends mic audio at this rate
 SPEAKER_RATE = 24000  # the bot's output rate and the daemon's player rate: no resampling on the way out
@@ -491,7 +491,7 @@ class DaemonProcess:
 
 def daemon_config(url: str, status_socket: str) -> str:
     """The daemon's TOML for the demo: file-backed devices, wall-clock pacing, keyboard toggle, no GPIO/earcons."""
-    return f"""# voiceterm demo configuration (written by voiceterm.demo)
+    return f"""# voiceterm demo configuration (written by voiceterm_devkit.demo)
 [bot]
 url = "{url}"
 connect_timeout = 5.0
@@ -531,13 +531,13 @@ socket = "{status_socket}"
 
 
 class DemoBotProcess(BotProcess):
-    """`voiceterm.testing.bot.BotProcess` running the demo bot instead of the echo bot."""
+    """`voiceterm_devkit.bot.BotProcess` running the demo bot instead of the echo bot."""
 
     def command(self) -> list[str]:
         return [
             self.python,
             "-m",
-            "voiceterm.testing.demo_bot",
+            "voiceterm_devkit.demo_bot",
             "--host",
             self.host,
             "--port",
@@ -927,7 +927,7 @@ def format_report(run: Run) -> str:
     lines.append("Handshake")
     if run.bot_startup_s is not None:
         lines.append(
-            f"  bot (voiceterm.testing.demo_bot, pipecat) listening on {run.bot_url} after {run.bot_startup_s:.1f} s"
+            f"  bot (voiceterm_devkit.demo_bot, pipecat) listening on {run.bot_url} after {run.bot_startup_s:.1f} s"
         )
     if "client_connected_t" in run.handshake:
         lines.append(

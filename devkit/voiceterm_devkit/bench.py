@@ -1,6 +1,6 @@
 """The daemon in numbers (`scripts/bench`): the real `voiceterm run` against a local Pipecat echo bot, then the
 baseline a Python user would otherwise pick (pipecat's `WebsocketClientTransport` in a pipecat pipeline,
-`voiceterm.testing.baseline_client`) doing the same job against the same bot, in the same invocation.
+`voiceterm_devkit.baseline_client`) doing the same job against the same bot, in the same invocation.
 
 Both stream a 16 kHz mic file up at real time and take the bot's 24 kHz echo down; CPU time and memory come
 from /proc for each process over the same steady window. Latency inside the daemon comes from its own
@@ -31,16 +31,16 @@ import numpy as np
 from voiceterm import __version__
 from voiceterm.core.latency import bucket_difference, summarize_buckets
 from voiceterm.core.reconnect import DEFAULT_STABLE_AFTER
-from voiceterm.testing.alsa_files import AlsaFileConfig, speech_like, write_raw
-from voiceterm.testing.bot import BotProcess
-from voiceterm.testing.daemonproc import (
+from voiceterm_devkit.alsa_files import AlsaFileConfig, speech_like, write_raw
+from voiceterm_devkit.bot import BotProcess
+from voiceterm_devkit.daemonproc import (
     DaemonProcess,
     RssSampler,
     cpu_seconds,
     memory_kib,
     thread_cpu_seconds,
 )
-from voiceterm.testing.echo_bot import BENCH_INTERRUPT_AFTER_S
+from voiceterm_devkit.echo_bot import BENCH_INTERRUPT_AFTER_S
 
 MIC_RATE = 16000
 BOT_RATE = 24000
@@ -296,7 +296,7 @@ class Bench:
         cmd = [
             sys.executable,
             "-m",
-            "voiceterm.testing.baseline_client",
+            "voiceterm_devkit.baseline_client",
             "--url",
             self.bot.url,
             "--mic",

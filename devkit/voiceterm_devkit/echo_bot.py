@@ -1,4 +1,4 @@
-"""A real Pipecat bot for tests, the demo and the benchmarks: `python -m voiceterm.testing.echo_bot`.
+"""A real Pipecat bot for tests, the demo and the benchmarks: `python -m voiceterm_devkit.echo_bot`.
 
 It runs a pipecat pipeline behind pipecat's own single-client WebSocket server transport, with RTVI on
 (the worker adds the RTVI processor and observer), and writes one JSON line per thing it saw to stdout or
@@ -405,7 +405,7 @@ class Bot:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m voiceterm.testing.echo_bot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m voiceterm_devkit.echo_bot", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--serializer", choices=("protobuf", "twilio"), default="protobuf")

@@ -1,7 +1,7 @@
 """The benchmark's baseline: what a Python user would otherwise write, a pipecat pipeline around pipecat's own
 `WebsocketClientTransport`, doing the daemon's job (mic up at 16 kHz, bot audio down, written out).
 
-    python -m voiceterm.testing.baseline_client --url ws://127.0.0.1:8765 --mic mic.raw --out bot.raw
+    python -m voiceterm_devkit.baseline_client --url ws://127.0.0.1:8765 --mic mic.raw --out bot.raw
 
 Pipeline: transport.input() -> BotAudioSink (appends bot audio to --out) -> MicFileSource (reads --mic,
 S16_LE mono 16 kHz, one 20 ms chunk per 20 ms of wall time) -> transport.output() (protobuf frames,
@@ -175,7 +175,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m voiceterm.testing.baseline_client", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m voiceterm_devkit.baseline_client", description=__doc__)
     parser.add_argument("--url", required=True, help="the bot's ws:// URL")
     parser.add_argument("--mic", required=True, help="raw S16_LE mono 16 kHz input (looped)")
     parser.add_argument("--out", required=True, help="raw S16_LE file the bot's audio is appended to")

@@ -16,7 +16,7 @@ from typing import Any
 import h11
 import trio
 
-from voiceterm.testing.netfaults import TokenStore
+from voiceterm_devkit.netfaults import TokenStore
 
 
 @dataclass

@@ -6,7 +6,7 @@ user-turn processor) whose only "service" is `ReplayProcessor`. A turn follows t
 Silero VAD otherwise. What happened is written as JSON lines (`--events-file` or stdout) so the demo, the tests
 and a person can follow it:
 
-    python -m voiceterm.testing.demo_bot --host 127.0.0.1 --port 8765 --events-file events.jsonl
+    python -m voiceterm_devkit.demo_bot --host 127.0.0.1 --port 8765 --events-file events.jsonl
 
 Needs the `bot` extra (pipecat-ai); nothing here needs an API key or the network beyond loopback.
 """
@@ -76,7 +76,7 @@ VAD_USER_SPEECH_TIMEOUT_S = 0.3  # after VAD stop, how long the user may pause b
 
 class EventLog:
     """Writes one JSON object per line. `t` is time.monotonic(): CLOCK_MONOTONIC is system-wide on Linux, so the
-    demo lines bot events up with its own clock (and the launcher's, see voiceterm.testing.bot)."""
+    demo lines bot events up with its own clock (and the launcher's, see voiceterm_devkit.bot)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -412,7 +412,7 @@ async def serve(host: str, port: int, events: EventLog, in_rate: int, out_rate: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m voiceterm.testing.demo_bot",
+        prog="python -m voiceterm_devkit.demo_bot",
         description="Keyless Pipecat bot that replies with what it heard, pitched up.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from voiceterm.io.control import read_status
-from voiceterm.testing.alsa_files import AlsaFileConfig
-from voiceterm.testing.bot import terminate
+from voiceterm_devkit.alsa_files import AlsaFileConfig
+from voiceterm_devkit.bot import terminate
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "daemon failed", "device thread crashed")
