@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from voiceterm.masking import mask_mapping, mask_secret
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -522,20 +524,6 @@ def _type_name(value: Any) -> str:
 
 # --- showing -------------------------------------------------------------------------------------
 
-_SECRET_HEADER_WORDS = ("authorization", "token", "key", "secret", "cookie", "password")
-
-
-def mask_secret(value: str) -> str:
-    """What a log or a listing may show of a secret: that it is set, never any of it."""
-    return "<set>" if value else ""
-
-
-def _masked_mapping(m: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: (mask_secret(str(v)) if any(w in k.lower() for w in _SECRET_HEADER_WORDS) else v)
-        for k, v in m.items()
-    }
-
 
 def effective_config(cfg: Config) -> dict[str, dict[str, Any]]:
     """The configuration as plain data, with secrets masked, for `check-config` and the status socket."""
@@ -546,7 +534,7 @@ def effective_config(cfg: Config) -> dict[str, dict[str, Any]]:
         for f in fields(obj):
             value = getattr(obj, f.name)
             if isinstance(value, Mapping):
-                value = _masked_mapping(value) if f.metadata.get("secret") else dict(value)
+                value = mask_mapping(value) if f.metadata.get("secret") else dict(value)
             elif f.metadata.get("secret"):
                 value = mask_secret(value)
             elif isinstance(value, tuple):

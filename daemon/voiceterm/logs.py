@@ -1,8 +1,11 @@
-"""Logging setup: one event per line on stderr, key=value context, journald-friendly, secrets redacted.
+"""Logging setup: one event per line on stderr, key=value context, journald-friendly, secrets redacted,
+untrusted text escaped.
 
 When journald reads stderr (`JOURNAL_STREAM` is set) lines carry a `<N>` syslog priority prefix instead of a
 timestamp, so `journalctl -p warning` works. A filter masks anything that looks like a token on every record,
-as a last line of defence behind code that never logs secrets in the first place.
+as a last line of defence behind code that never logs secrets in the first place. Text that came from outside
+(the bot, an endpoint, a socket client, a device name) goes through `escape` before it reaches a line, so a
+newline in a bot's error text cannot forge a second journal entry.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import re
 import sys
 from typing import Any
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)([?&]token=)[^&\s\"']+"),
-    re.compile(r"(?i)(\btoken[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]+"),
-    re.compile(r"(?i)(\bbearer\s+)[^\s\"',]+"),
-)
+from voiceterm.masking import redact
+
+UNTRUSTED_LIMIT = 200  # characters of outside text one log line carries
+
+# Characters that would break a line or mislead a reader: C0/C1 controls, DEL, the Unicode line and paragraph
+# separators, bidirectional overrides and isolates, and lone surrogates (not encodable as UTF-8 at all).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _SYSLOG_PRIORITY = {
     logging.DEBUG: 7,
@@ -28,11 +34,29 @@ _SYSLOG_PRIORITY = {
 }
 
 
-def redact(text: str) -> str:
-    """Mask token values in free text (URLs with ?token=, `token=...`, `Bearer ...`)."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1<redacted>", text)
-    return text
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: Any, limit: int = UNTRUSTED_LIMIT) -> str:
+    """Outside text made safe for one log line: secrets masked, control and line-breaking characters
+    written as escapes, and at most `limit` characters (a cut is marked with "…")."""
+    if not isinstance(text, str):
+        text = repr(text)
+    if len(text) > 4 * limit:  # bound the work on a huge input before any regex runs over it
+        text = text[: 4 * limit]
+        cut = True
+    else:
+        cut = False
+    text = _UNSAFE.sub(_escaped, redact(text))
+    if len(text) > limit:
+        return text[:limit] + "…"
+    return text + "…" if cut else text
 
 
 def kv(**context: Any) -> str:
@@ -49,9 +73,13 @@ def kv(**context: Any) -> str:
 
 
 class _RedactingFilter(logging.Filter):
+    """The last line of defence on every record: secrets masked, and the message kept to one line (a
+    value that slipped past `escape` still cannot start a forged journal entry). Tracebacks (exc_info)
+    are formatted separately and keep their lines."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = _UNSAFE.sub(_escaped, redact(message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True

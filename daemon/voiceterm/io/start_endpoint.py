@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from voiceterm.masking import mask_url
+
 if TYPE_CHECKING:  # httpx is imported only in start-endpoint mode: it costs ~8 MiB and 100 ms at start
     import httpx
 
@@ -57,29 +59,6 @@ def url_with_token(url: str, token: str | None) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
     query.append(("token", token))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def mask_url(url: str) -> str:
-    """`url` fit for a log line: token-like query values and any user:password replaced by <redacted>."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "<redacted>@" + netloc.rsplit("@", 1)[1]
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        masked = [(k, "<redacted>" if _secret_key(k) else v) for k, v in pairs]
-        query = "&".join(f"{k}={v}" for k, v in masked)
-    else:
-        query = ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _secret_key(key: str) -> bool:
-    key = key.lower()
-    return any(word in key for word in ("token", "key", "secret", "auth", "sig", "password"))
 
 
 def find_in_chain(

@@ -1,0 +1,54 @@
+"""The one list of secret words and the masks built on it; `logs.escape` for outside text in log lines."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from voiceterm.logs import escape, setup_logging
+from voiceterm.masking import is_secret_name, mask_body, mask_mapping, mask_url, redact
+
+
+@pytest.mark.parametrize(
+    "name", ["token", "api_key", "Authorization", "X-Signature", "password", "Cookie", "refresh_jwt", "sig"]
+)
+def test_secret_like_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["transport", "room", "Content-Type", "sessionId", "User-Agent"])
+def test_ordinary_names(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_masks() -> None:
+    assert mask_url("wss://u:pw@bot.example/ws?token=abc&room=1&api_key=k") == (
+        "wss://<redacted>@bot.example/ws?token=<redacted>&room=1&api_key=<redacted>"
+    )
+    assert mask_mapping({"Authorization": "Bearer x", "Accept": "json"}) == {
+        "Authorization": "<set>",
+        "Accept": "json",
+    }
+    body = {"transport": "websocket", "body": {"api_key": "k", "list": [{"secret": "s", "x": 1}]}}
+    assert mask_body(body) == {
+        "transport": "websocket",
+        "body": {"api_key": "<set>", "list": [{"secret": "<set>", "x": 1}]},
+    }
+    assert "abc" not in redact("GET /ws?access_token=abc HTTP/1.1, Authorization: Bearer abc")
+
+
+def test_escape_keeps_outside_text_on_one_bounded_line() -> None:
+    assert escape("bad\nlevel=error forged=1\r\x1b[31m\u2028\ud800") == (
+        "bad\\nlevel=error forged=1\\r\\x1b[31m\\u2028\\ud800"
+    )
+    long = escape("x" * 10_000, limit=50)
+    assert long == "x" * 50 + "…"
+    assert escape(b"\x00") == "b'\\x00'"
+
+
+def test_the_log_filter_keeps_every_record_on_one_line(capsys) -> None:
+    setup_logging("info")
+    logging.getLogger("voiceterm.test").warning("bot said %s", "hi\nvoiceterm: forged")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hi\\nvoiceterm: forged" in err
