@@ -16,8 +16,8 @@ from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import Interruption, TranscriptionEvent, TransportMessage
 
 
-def _rtvi(type_: str, data: object = None) -> object:
-    return rtvi.parse_server_message({"label": "rtvi-ai", "type": type_, "data": data})
+def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
+    return rtvi.parse_server_message({"label": "rtvi-ai", "type": type_, "id": id_, "data": data})
 
 
 @pytest.mark.parametrize(
@@ -39,11 +39,30 @@ def _rtvi(type_: str, data: object = None) -> object:
         ),
         (TranscriptionEvent("hi", "u", "t"), de.UserTranscript("hi", True, "u", "t")),
         (_rtvi("user-input", {"text": "hi", "input_type": "chat"}), de.UserInput("hi", "chat", True)),
-        (
+        (  # protocol 2.x, as pipecat 1.14 sends it to a 2.x client
             _rtvi(
-                "bot-output", {"text": "Hello.", "spoken": True, "output_type": "sentence", "segment_id": 3}
+                "bot-output",
+                {
+                    "text": "Hello there.",
+                    "output_type": "sentence",
+                    "segment_id": 3,
+                    "will_be_spoken": True,
+                    "spoken_status": "in-progress",
+                    "spoken_progress": {"accumulated_text": "Hello", "remaining_text": " there."},
+                },
             ),
-            de.BotOutput("Hello.", True, "sentence", None, 3),
+            de.BotOutput(
+                "Hello there.",
+                "sentence",
+                3,
+                True,
+                "in-progress",
+                {"accumulated_text": "Hello", "remaining_text": " there."},
+            ),
+        ),
+        (  # the 1.x `spoken` flag is not carried on
+            _rtvi("bot-output", {"text": "Hi.", "spoken": True, "output_type": "sentence"}),
+            de.BotOutput("Hi.", "sentence"),
         ),
         (_rtvi("bot-transcription", {"text": "Hello."}), de.BotTranscript("Hello.")),
         (_rtvi("bot-llm-text", {"text": "Hel"}), de.BotLlmText("Hel")),
@@ -51,9 +70,9 @@ def _rtvi(type_: str, data: object = None) -> object:
         (_rtvi("bot-llm-started"), de.BotLlmStarted()),
         (_rtvi("bot-tts-stopped"), de.BotTtsStopped()),
         (_rtvi("server-message", {"any": [1]}), de.ServerMessage({"any": [1]})),
-        (_rtvi("server-response", {"t": "x", "d": 2}), de.ServerResponse("x", 2)),
+        (_rtvi("server-response", {"t": "x", "d": 2}, "ab12cd34"), de.ServerResponse("x", 2, "ab12cd34")),
         (_rtvi("error", {"error": "LLM down", "fatal": True}), de.Error("LLM down", True)),
-        (_rtvi("error-response", {"error": "bad"}), de.MessageError("bad")),
+        (_rtvi("error-response", {"error": "bad"}, "ab12cd34"), de.MessageError("bad", "ab12cd34")),
         (_rtvi("metrics", {"ttfb": []}), de.Metrics({"ttfb": []})),
         (_rtvi("user-mute-started"), de.UserMuteStarted()),
         (

@@ -35,7 +35,9 @@ from voiceterm.core.terminal import (
     Terminal,
     WakeLink,
 )
-from voiceterm.io.event_socket import EventHub
+from voiceterm.io.event_socket import EventHub, current_client
+from voiceterm.io.integrations import COMMANDS as INTEGRATION_COMMANDS
+from voiceterm.io.integrations import Integrations, builtins_for
 from voiceterm.io.link import Link, SessionEnded, SessionStarted
 from voiceterm.io.notify import Notifier, watchdog_period
 from voiceterm.logs import kv, set_level, setup_logging
@@ -79,6 +81,14 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.started_at = time.monotonic()
         self.serializer_cls = get_serializer(cfg.bot.serializer)
+        if hasattr(self.serializer_cls, "bound"):  # Twilio: the posed call's identity from [twilio]
+            tw = cfg.twilio
+            self.serializer_cls = self.serializer_cls.bound(
+                stream_sid=tw.stream_sid,
+                call_sid=tw.call_sid,
+                account_sid=tw.account_sid,
+                custom_parameters=tw.custom_parameters,
+            )
         self.mic_rate = (
             getattr(self.serializer_cls, "input_sample_rate", None) or cfg.audio.recorder_sample_rate
         )
@@ -95,6 +105,14 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
         self._stopping = False
         self.events = EventHub(cfg.events.queue, cfg.events.max_clients)
+        # Device functions and client requests: what integrations do with the bot (io/integrations.py).
+        self.integrations = Integrations(
+            cfg.functions,
+            link=self.link,
+            hub=self.events,
+            builtins=builtins_for(set_volume=self._set_volume_by_bot, set_mute=self._set_mute_by_bot),
+            rtvi_supported=self.serializer_cls.supports_rtvi,
+        )
         self.events_error: str | None = None  # why the event socket is not served, for `voiceterm status`
         self.events_path: str | None = None  # where it is served, once it accepts connections
         self._observed = de.Observed()
@@ -122,6 +140,7 @@ class Daemon:
             await nursery.start(self.mic.run, mic_send)
             await self._start_panel(nursery, edge_send)
             await nursery.start(self.link.run)
+            await nursery.start(self.integrations.run)
             nursery.start_soon(self._mic_pump, mic_recv)
             nursery.start_soon(self._link_events)
             nursery.start_soon(self._inputs, edge_recv)
@@ -288,10 +307,14 @@ class Daemon:
                 continue
             if isinstance(event, SessionStarted):
                 self.events.publish(de.Connected(event.session, event.url))
+                self.integrations.session_started()
                 self._apply(self.terminal.session_started(now), source="link")
                 continue
             if isinstance(event, SessionEnded):
                 self.events.publish(de.Disconnected(event.session, event.reason, event.failure))
+                self.integrations.session_ended()
+            else:
+                self.integrations.bot_event(event)
             stream_event = de.from_bot(event)
             if stream_event is not None:
                 self.events.publish(stream_event)
@@ -385,12 +408,10 @@ class Daemon:
             if self.speaker is None:
                 raise cc.CommandError("no speaker")
             if command.percent is not None:
-                before = round(self.speaker.volume * 100)
-                self.speaker.volume = command.percent / 100
-                if command.percent != before:
-                    log.info("volume set %s", kv(percent=command.percent, via="control"))
-                    self.events.publish(de.VolumeChanged(command.percent))
+                self._set_volume(command.percent, "control")
             return {"volume_percent": round(self.speaker.volume * 100)}
+        if isinstance(command, INTEGRATION_COMMANDS):
+            return self.integrations.control(command, current_client.get())
         if isinstance(command, cc.SendText):
             if not self.link.status.state.is_up:
                 raise cc.CommandError("not connected to the bot")
@@ -411,6 +432,26 @@ class Daemon:
         if isinstance(command, cc.Status):
             return self.snapshot()
         return cc.help_result()
+
+    def _set_volume(self, percent: int, via: str) -> int:
+        """The bot's voice volume, from the control socket or the bot's set_volume function."""
+        before = round(self.speaker.volume * 100)
+        self.speaker.volume = percent / 100
+        if percent != before:
+            log.info("volume set %s", kv(percent=percent, via=via))
+            self.events.publish(de.VolumeChanged(percent))
+        return percent
+
+    def _set_volume_by_bot(self, percent: int) -> int:
+        from voiceterm.core.function_handlers import FunctionCallError
+
+        if self.speaker is None:
+            raise FunctionCallError("the device has no speaker")
+        return self._set_volume(percent, "bot")
+
+    def _set_mute_by_bot(self, muted: bool) -> bool:
+        self._apply(self.terminal.set_mute(muted, trio.current_time()), source="bot")
+        return self.terminal.muted
 
     async def _watchdog(self, period: float) -> None:
         """WATCHDOG=1 only while the loop is healthy: a wedged loop (a task hogging it) stops the pings."""
@@ -473,6 +514,7 @@ class Daemon:
                 "edges_dropped_total": getattr(self.panel, "edges_dropped_total", 0),
             },
             "events": {**self.events.snapshot(), "error": self.events_error},
+            "integrations": self.integrations.snapshot(),
         }
 
     def _latency(self) -> dict[str, Any]:

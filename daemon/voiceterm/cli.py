@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ctl",
         help="send a command to the running daemon",
         description="Commands: talk start|stop, mute, unmute, toggle-mute, volume [PERCENT], "
-        "send-text TEXT, reconnect, status, help.",
+        "send-text TEXT, client-message TYPE [DATA], request TYPE [DATA [TIMEOUT_S]], ui-event NAME [PAYLOAD], "
+        "dtmf KEYS, functions, reconnect, status, help. DATA and PAYLOAD are JSON (or a plain string).",
     )
     _add_common(ctl)
     ctl.add_argument("--json", action="store_true", help="print the raw JSON reply")
@@ -231,6 +232,11 @@ def _events(args: argparse.Namespace) -> int:
 def ctl_request(command: str, words: Sequence[str]) -> dict:
     """The request for `voiceterm ctl COMMAND ARG...`; ValueError (one line) for wrong arguments."""
     from voiceterm.core.control_commands import COMMANDS
+    from voiceterm.events_cli import ctl_message_request
+
+    message = ctl_message_request(command, words)  # client-message, request, ui-event, dtmf, functions
+    if message is not None:
+        return message
 
     if command not in COMMANDS or command in ("subscribe", "unsubscribe"):
         known = ", ".join(c for c in COMMANDS if c not in ("subscribe", "unsubscribe"))
@@ -258,7 +264,7 @@ def ctl_request(command: str, words: Sequence[str]) -> dict:
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from voiceterm.events_cli import EventClient
+    from voiceterm.events_cli import EventClient, await_outcome
 
     try:
         request = ctl_request(args.ctl_command, args.ctl_args)
@@ -270,6 +276,7 @@ def _ctl(args: argparse.Namespace) -> int:
         with EventClient(path) as client:
             cmd = request.pop("cmd")
             reply = client.request(cmd, **request)
+            reply = await_outcome(client, cmd, reply)  # a request's reply from the bot
     except (OSError, ValueError) as e:
         print(f"voiceterm: no daemon answers on {path}: {e}", file=sys.stderr)
         return EX_UNAVAILABLE

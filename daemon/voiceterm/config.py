@@ -272,6 +272,59 @@ class EventsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionsConfig:
+    commands: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=_meta(
+            "functions the bot may call on the device, one [functions.commands.NAME] table each: command "
+            "(argv list, absolute path, no shell; gets the arguments as JSON on stdin, prints the result as "
+            "JSON), timeout_s (default 5), max_running (default 1)"
+        ),
+    )
+    builtin_set_volume: bool = field(
+        default=False, metadata=_meta("let the bot call set_volume(percent): the voice's volume, 0-400")
+    )
+    builtin_mute: bool = field(default=False, metadata=_meta("let the bot call mute(muted): mute the mic"))
+    builtin_end_session: bool = field(
+        default=False, metadata=_meta("let the bot call end_session(): say goodbye and connect afresh")
+    )
+    claim_timeout_s: float = field(
+        default=10.0,
+        metadata=_meta("seconds an integration that claimed a function has to answer a call", 0.1, 300),
+    )
+    max_open: int = field(
+        default=16, metadata=_meta("function calls open at once; more get an error answer", 1, 256)
+    )
+    max_argument_bytes: int = field(
+        default=8192, metadata=_meta("largest arguments (as JSON) a call may carry", 64, 1 << 20)
+    )
+    max_result_bytes: int = field(
+        default=16384, metadata=_meta("largest result (as JSON) sent back to the bot", 64, 1 << 20)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioConfig:
+    stream_sid: str = field(
+        default="",
+        metadata=_meta('streamSid of the posed call ([bot] serializer = "twilio"); empty = new each time'),
+    )
+    call_sid: str = field(
+        default="", metadata=_meta("callSid of the posed call (what auto_hang_up bots hang up); empty = new")
+    )
+    account_sid: str = field(
+        default="", metadata=_meta("accountSid of the posed call; empty = new each time")
+    )
+    custom_parameters: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_meta(
+            "start.customParameters of the call (pipecat runner bots read them as call_data.body)",
+            secret=True,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -283,6 +336,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    functions: FunctionsConfig = field(default_factory=FunctionsConfig)
+    twilio: TwilioConfig = field(default_factory=TwilioConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     @property
@@ -342,6 +397,9 @@ def config_from_dict(
     cfg = Config(**sections, source=source)
     cfg = _resolve_token(cfg, where, environ)
     _check_cross_fields(cfg, where)
+    from voiceterm.config_sections import check_functions_and_twilio
+
+    check_functions_and_twilio(cfg, where)
     return cfg
 
 

@@ -182,6 +182,14 @@ _STATE_LINES: dict[str, Any] = {
     "server-message": lambda e: f"server message: {_compact(e.get('data'))}",
     "app-message": lambda e: f"app message: {_compact(e.get('data'))}",
     "llm-function-call": lambda e: f"function call: {e.get('function_name')}({_compact(e.get('args'))})",
+    "function-call": lambda e: (
+        f"function {e.get('function_name')}({_compact(e.get('arguments'))}) -> {e.get('handler')}"
+    ),
+    "function-call-result": lambda e: (
+        f"function {e.get('function_name')} answered: "
+        + (_compact(e.get("result")) if e.get("ok") else f"error: {e.get('error')}")
+    ),
+    "function-call-dropped": lambda e: f"function {e.get('function_name')} dropped: {e.get('reason')}",
     "drops": lambda e: (
         "drops: "
         + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (e.get("counters") or {}).items() if v)
@@ -231,4 +239,78 @@ def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.
     return 1
 
 
-__all__ = ["ConversationView", "EventClient", "follow"]
+# --- `voiceterm ctl` for messages to the bot --------------------------------------------------------------
+
+CTL_MESSAGE_USAGE = {
+    "client-message": "voiceterm ctl client-message TYPE [DATA]",
+    "request": "voiceterm ctl request TYPE [DATA [TIMEOUT_S]]",
+    "ui-event": "voiceterm ctl ui-event NAME [PAYLOAD]",
+    "dtmf": "voiceterm ctl dtmf KEYS",
+    "functions": "voiceterm ctl functions",
+}
+# These live as long as their connection: an integration keeps one open, a one-shot command cannot.
+SOCKET_ONLY = ("function-claim", "function-release", "function-result")
+
+
+def _data(word: str) -> Any:
+    """A DATA word: JSON when it parses as JSON, else the string itself."""
+    try:
+        return json.loads(word)
+    except ValueError:
+        return word
+
+
+def ctl_message_request(command: str, words: list[str] | tuple[str, ...]) -> dict[str, Any] | None:
+    """The request for `voiceterm ctl COMMAND ARG...` when COMMAND sends something to the bot (or lists the
+    device's functions); None for other commands. ValueError (one line) for wrong arguments."""
+    if command in SOCKET_ONLY:
+        raise ValueError(
+            f"{command} belongs to an integration that keeps its connection open (see the README)"
+        )
+    usage = CTL_MESSAGE_USAGE.get(command)
+    if usage is None:
+        return None
+    words = list(words)
+    if command == "functions":
+        if words:
+            raise ValueError(f"usage: {usage}")
+        return {"cmd": command}
+    if command == "dtmf":
+        if len(words) != 1:
+            raise ValueError(f"usage: {usage}")
+        return {"cmd": command, "buttons": words[0]}
+    most = 3 if command == "request" else 2
+    if not 1 <= len(words) <= most:
+        raise ValueError(f"usage: {usage}")
+    name, data = ("event", "payload") if command == "ui-event" else ("t", "d")
+    request: dict[str, Any] = {"cmd": command, name: words[0]}
+    if len(words) > 1:
+        request[data] = _data(words[1])
+    if len(words) > 2:
+        try:
+            request["timeout_s"] = float(words[2])
+        except ValueError:
+            raise ValueError(f"request: timeout {words[2]!r} is not a number of seconds") from None
+    return request
+
+
+def await_outcome(client: EventClient, cmd: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """For `request`: the reply once the bot's answer is in (its `client-response`), shaped like a reply; any
+    other reply as it is."""
+    if cmd != "request" or not reply.get("ok"):
+        return reply
+    result = reply.get("result") or {}
+    request_id, timeout = result.get("id"), float(result.get("timeout_s", 10.0))
+    deadline = time.monotonic() + timeout + 2.0  # the daemon times the request out itself; this is a backstop
+    while (left := deadline - time.monotonic()) > 0:
+        obj = client.read(left)
+        if obj is None:
+            break
+        if obj.get("event") == "client-response" and obj.get("request_id") == request_id:
+            if obj.get("ok"):
+                return {**reply, "result": {"d": obj.get("d"), "elapsed_ms": obj.get("elapsed_ms")}}
+            return {**reply, "ok": False, "error": obj.get("error")}
+    return {**reply, "ok": False, "error": "the daemon gave no outcome for the request"}
+
+
+__all__ = ["ConversationView", "EventClient", "await_outcome", "ctl_message_request", "follow"]

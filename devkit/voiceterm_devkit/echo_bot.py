@@ -6,16 +6,21 @@ It runs a pipecat pipeline behind pipecat's own single-client WebSocket server t
 same pipeline; RTVI `disconnect-bot` ends the session (closes the socket with 1000) instead of the bot.
 
 Behaviour common to every mode: the client-message ``{"t": "say", "d": {"ms": N}}`` makes the bot speak a
-tone of N ms at real time (as a TTS service would, so pipecat emits bot-started/stopped-speaking), and a
+tone of N ms at real time (as a TTS service would, so pipecat emits bot-started/stopped-speaking; with
+``"signal": "noise", "seed": S`` a deterministic noise with no zero sample, `noise_signal`), and a
 ``push_to_talk`` start while it speaks interrupts it (pipecat interruption: the output transport clears
-its queue and sends the InterruptionFrame to the client). Modes decide what the bot does with mic audio;
-`echo` sends every input frame back at the output rate. Add a mode with a factory that takes the
+its queue and sends the InterruptionFrame to the client). The client-message ``ping`` is answered with a
+server-response ``{"pong": d}``, ``refuse`` with an error-response, ``ignore`` not at all; DTMF keys (RTVI
+``dtmf`` or Twilio ``dtmf`` events) and RTVI ``ui-event``s are logged. Modes decide what the bot does with mic
+audio; `echo` sends every input frame back at the output rate. Add a mode with a factory that takes the
 `BotBrain` base class and returns a subclass overriding `on_user_audio` (see `_echo_mode`), registered
-in `MODES` under its `--mode` name.
+in `MODES` under its `--mode` name; a brain class may put processors ahead of itself with a
+`head_processors()` classmethod (`echo_bot_modes`).
 
 Events: listening, client_connected, client_disconnected, client_ready, message (every RTVI message, its
 ``data``), audio_in (aggregated every 200 ms: bytes, rate, session total), say, interrupted,
-disconnect_bot, twilio_start, turn (`conversation` mode). Every line has ``t`` (time.monotonic(), comparable across processes on
+disconnect_bot, twilio_start (with the runner's ``call_data``), dtmf, ui_event, turn (`conversation` mode),
+and those of `echo_bot_modes`. Every line has ``t`` (time.monotonic(), comparable across processes on
 Linux) and ``event``.
 """
 
@@ -57,6 +62,18 @@ def _tone(ms: int, rate: int, freq: float = 440.0, amplitude: float = 0.3) -> by
     return samples.tobytes()
 
 
+def noise_signal(ms: int, rate: int, seed: int = 1) -> bytes:
+    """Deterministic noise with no zero sample (magnitudes 1000-8000): whatever silence a player adds around
+    it or inside it, the non-zero samples of its output are this signal's, in order, when nothing was lost."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = int(rate * ms / 1000)
+    magnitude = rng.integers(1000, 8000, n)
+    sign = np.where(rng.integers(0, 2, n) == 1, 1, -1)
+    return (magnitude * sign).astype("<i2").tobytes()
+
+
 def _build_brain_classes():
     # pipecat is imported here, not at module level, so `--help` and the launcher stay light.
     from pipecat.frames.frames import (
@@ -65,6 +82,7 @@ def _build_brain_classes():
         EndWorkerFrame,
         Frame,
         InputAudioRawFrame,
+        InputDTMFFrame,
         InputTransportMessageFrame,
         InterruptionFrame,
         TTSAudioRawFrame,
@@ -73,7 +91,11 @@ def _build_brain_classes():
         TTSTextFrame,
     )
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.processors.frameworks.rtvi.frames import RTVIClientMessageFrame
+    from pipecat.processors.frameworks.rtvi.frames import (
+        RTVIClientMessageFrame,
+        RTVIServerResponseFrame,
+        RTVIUIEventFrame,
+    )
 
     class BotBrain(FrameProcessor):
         """What every mode shares: event logging, `say`, push-to-talk barge-in, session end."""
@@ -108,7 +130,12 @@ def _build_brain_classes():
                 message = frame.message if isinstance(frame.message, dict) else {}
                 self.log.emit("message", type=message.get("type"), data=message.get("data"))
             elif isinstance(frame, RTVIClientMessageFrame):
+                await self._answer_request(frame)
                 await self.on_client_message(frame.type, frame.data)
+            elif isinstance(frame, InputDTMFFrame):
+                self.log.emit("dtmf", key=str(frame.button.value))
+            elif isinstance(frame, RTVIUIEventFrame):
+                self.log.emit("ui_event", name=frame.event, payload=frame.payload, id=frame.msg_id)
             elif isinstance(frame, BotStartedSpeakingFrame):
                 self._speaking = True
             elif isinstance(frame, (BotStoppedSpeakingFrame, InterruptionFrame)):
@@ -123,12 +150,28 @@ def _build_brain_classes():
         async def on_user_audio(self, frame: InputAudioRawFrame) -> None:
             """Mode hook: what to do with one frame of mic audio."""
 
+        @classmethod
+        def head_processors(cls) -> list:
+            """Mode hook: processors between the transport's input and the brain (VAD, turn logic)."""
+            return []
+
+        async def _answer_request(self, frame: RTVIClientMessageFrame) -> None:
+            # A client request (sendClientRequest): answered with the message's id, or refused, or left alone.
+            if frame.type == "ping":
+                self.log.emit("request", id=frame.msg_id, data=frame.data)
+                await self.push_frame(RTVIServerResponseFrame(client_msg=frame, data={"pong": frame.data}))
+            elif frame.type == "refuse":
+                self.log.emit("request", id=frame.msg_id, data=frame.data)
+                await self.push_frame(RTVIServerResponseFrame(client_msg=frame, error="refused on purpose"))
+
         async def on_client_message(self, kind: str, data: Any) -> None:
             if kind == "say":
                 ms = data.get("ms", 1000) if isinstance(data, dict) else 1000
                 if not isinstance(ms, (int, float)) or isinstance(ms, bool):
                     ms = 1000
-                await self.say(max(1, min(int(ms), 60_000)))
+                noise = isinstance(data, dict) and data.get("signal") == "noise"
+                seed = data.get("seed", 1) if noise and isinstance(data.get("seed"), int) else 1
+                await self.say(max(1, min(int(ms), 60_000)), noise_seed=seed if noise else None)
             elif kind == "push_to_talk":
                 state = data.get("state") if isinstance(data, dict) else None
                 if state == "start" and self._speaking:
@@ -136,13 +179,18 @@ def _build_brain_classes():
                     self._speaking = False
                     await self.broadcast_interruption()
 
-        async def say(self, ms: int, text: str | None = None) -> None:
-            """Speak a tone of `ms` milliseconds the way a TTS service delivers speech; with `text`, also
-            the TTS text frame pipecat's RTVI observer turns into bot-output and bot-tts-text."""
-            self.log.emit("say", ms=ms)
+        async def say(self, ms: int, text: str | None = None, noise_seed: int | None = None) -> None:
+            """Speak a tone (or `noise_signal` of `noise_seed`) of `ms` milliseconds the way a TTS service
+            delivers speech; with `text`, also the TTS text frame pipecat's RTVI observer turns into bot-output
+            and bot-tts-text."""
+            if noise_seed is None:
+                audio = _tone(ms, self.out_rate)
+            else:
+                audio = noise_signal(ms, self.out_rate, noise_seed)
+            self.log.emit("say", ms=ms, samples=len(audio) // 2, seed=noise_seed)
             self._speaking = True
             await self.push_frame(TTSStartedFrame())
-            await self.push_frame(TTSAudioRawFrame(_tone(ms, self.out_rate), self.out_rate, 1))
+            await self.push_frame(TTSAudioRawFrame(audio, self.out_rate, 1))
             if text:
                 await self.push_frame(TTSTextFrame(text, text_type="sentence"))
             await self.push_frame(TTSStoppedFrame())
@@ -280,22 +328,42 @@ MODES: dict[str, Callable[[type], type]] = {
 }
 
 
+def _register_more_modes() -> None:
+    from voiceterm_devkit.echo_bot_modes import MODES as MORE
+
+    MODES.update(MORE)
+
+
+_register_more_modes()
+
+
 def _twilio_serializer(log: EventLog):
     from pipecat.serializers.twilio import TwilioFrameSerializer
 
+    from voiceterm_devkit.echo_bot_modes import runner_call_data
+
     class LearningTwilioSerializer(TwilioFrameSerializer):
-        """Takes the stream SID from the client's `start` event, as pipecat's runner does per call."""
+        """Takes the call from the client's `connected` and `start` events the way pipecat's runner does per
+        call (its own parse_telephony_websocket reads them): the stream SID for what it sends, and the
+        runner's `call_data` (custom parameters as `body`) logged with `twilio_start`."""
+
+        _opening: list[str] | None = None
 
         async def deserialize(self, data):
             try:
                 message = json.loads(data)
             except (TypeError, ValueError):
                 message = None
-            if isinstance(message, dict) and message.get("event") == "start":
-                sid = message.get("streamSid") or (message.get("start") or {}).get("streamSid")
+            if isinstance(message, dict) and message.get("event") in ("connected", "start"):
+                opening = self._opening = [*(self._opening or []), data]
+                if message["event"] == "connected":
+                    return None
+                self._opening = None
+                transport, call_data = await runner_call_data(opening)
+                sid = call_data.get("stream_id")
                 if sid:
                     self._stream_sid = sid
-                log.emit("twilio_start", streamSid=sid)
+                log.emit("twilio_start", streamSid=sid, transport=transport, call_data=call_data)
                 return None
             return await super().deserialize(data)
 
@@ -346,6 +414,8 @@ class Bot:
         )
         brain_class = MODES[args.mode](_build_brain_classes())
         brain = brain_class(log=self.log, out_rate=args.out_rate, closer=self._close_client)
+        from pipecat.processors.frameworks.rtvi import RTVIObserverParams
+        from pipecat.processors.frameworks.rtvi.observer import RTVIFunctionCallReportLevel
 
         listening = asyncio.Event()
 
@@ -368,9 +438,13 @@ class Bot:
             self.log.emit("client_disconnected")
 
         worker = PipelineWorker(
-            Pipeline([transport.input(), brain, transport.output()]),
+            Pipeline([transport.input(), *brain_class.head_processors(), brain, transport.output()]),
             params=PipelineParams(audio_in_sample_rate=args.in_rate, audio_out_sample_rate=args.out_rate),
             idle_timeout_secs=None,
+            # Function calls are reported with their names and arguments: the client answers some of them.
+            rtvi_observer_params=RTVIObserverParams(
+                function_call_report_level={"*": RTVIFunctionCallReportLevel.FULL}
+            ),
         )
 
         @worker.rtvi.event_handler("on_client_ready")

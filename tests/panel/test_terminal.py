@@ -144,7 +144,7 @@ def test_always_on_sends_the_mic_with_no_button_and_no_messages(make_rig) -> Non
 def test_always_on_shows_listening_and_thinking_from_the_bots_turn_events(make_rig) -> None:
     r = make_rig({"push_to_talk": {"mode": "always-on"}})
     r.link(READY)
-    assert r.messages(r.bot(UserStartedSpeaking())) == ["flush:user-started-speaking"]
+    assert r.messages(r.bot(UserStartedSpeaking())) == []  # the bot may talk on: not an interruption
     assert r.term.view().name == "listening"
     r.bot(UserStoppedSpeaking(), 101.0)
     assert r.term.view().name == "thinking"
@@ -270,16 +270,53 @@ def test_half_duplex_gates_the_mic_while_the_bot_speaks(make_rig) -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "reason"),
-    [
-        (Interruption(), "interruption"),
-        (BotInterrupted(), "bot-interrupted"),
-        (UserStartedSpeaking(), "user-started-speaking"),
-    ],
+    ("event", "reason"), [(Interruption(), "interruption"), (BotInterrupted(), "bot-interrupted")]
 )
 def test_interruptions_flush_playback(rig, event, reason) -> None:
     rig.bot(BotStartedSpeaking(), 101.0)
     assert rig.messages(rig.bot(event, 101.5)) == [f"flush:{reason}"]
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        None,  # no bot-ready (yet): an unknown server's words are not thrown away
+        BotReady(version="2.2.0"),
+        BotReady(version="2.0.0", about={"library": "some-other-server"}),
+        BotReady(version="1.3.0", about={"library": "pipecat-ai", "library_version": "1.3.0"}),
+    ],
+)
+def test_user_speech_does_not_flush_a_server_with_real_interruptions(rig, ready) -> None:
+    if ready is not None:
+        rig.bot(ready, 100.5)
+    rig.bot(BotStartedSpeaking(), 101.0)
+    # interruptions disabled on the bot: it hears the user and talks on
+    assert rig.messages(rig.bot(UserStartedSpeaking(), 101.5)) == []
+    assert rig.term.bot_speaking
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        BotReady(version="1.2.0", about={"library": "pipecat-ai", "library_version": "1.2.1"}),
+        BotReady(version="1.0.0", about={"library": "pipecat-ai", "library_version": "0.0.98"}),
+        BotReady(version="0.3.0"),
+        BotReady(version="1.0.0", about={"library": "pipecat-ai", "library_version": "garbage"}),
+    ],
+)
+def test_user_speech_flushes_a_legacy_server_until_it_shows_real_interruptions(rig, ready) -> None:
+    rig.bot(ready, 100.5)
+    assert rig.term.snapshot()["legacy_interruptions"]
+    rig.bot(BotStartedSpeaking(), 101.0)
+    assert rig.messages(rig.bot(UserStartedSpeaking(), 101.5)) == ["flush:user-started-speaking"]
+    rig.bot(Interruption(), 101.6)  # a protobuf interruption frame: this server has them after all
+    rig.bot(BotStartedSpeaking(), 102.0)
+    assert rig.messages(rig.bot(UserStartedSpeaking(), 102.5)) == []
+    # a new session may be another server: nothing is assumed until its bot-ready
+    rig.term.session_started(103.0)
+    assert not rig.term.snapshot()["legacy_interruptions"]
+    rig.bot(ready, 103.1)
+    assert rig.messages(rig.bot(UserStartedSpeaking(), 103.5)) == ["flush:user-started-speaking"]
 
 
 def test_other_bot_events_are_ignored(rig) -> None:

@@ -87,7 +87,25 @@ class Help:
     """The commands and their arguments."""
 
 
-Command = Union[Subscribe, Unsubscribe, Talk, Mute, Volume, SendText, Reconnect, Status, Help]
+Command = Union[
+    Subscribe,
+    Unsubscribe,
+    Talk,
+    Mute,
+    Volume,
+    SendText,
+    Reconnect,
+    Status,
+    Help,
+    "ClientMessage",
+    "ClientRequest",
+    "UiEvent",
+    "Dtmf",
+    "ClaimFunctions",
+    "ReleaseFunctions",
+    "FunctionResult",
+    "Functions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,8 @@ def parse_request(line: bytes | str) -> Request:
 
 
 def _build(cmd: str, args: Mapping[str, Any]) -> Command:
+    if cmd in _MESSAGE_BUILDERS:
+        return _MESSAGE_BUILDERS[cmd](args)
     if cmd == "subscribe":
         names = args.get("events")
         if names is None:
@@ -218,19 +238,200 @@ def _line(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
 
 
+# --- messages to the bot and device functions (the browser client's sendClientMessage, sendClientRequest,
+# sendUIEvent, sendDTMF and registerFunctionCallHandler) -------------------------------------------------
+
+MAX_NAME_CHARS = 100  # a client-message type, a ui-event name
+MAX_PAYLOAD_DEPTH = 32  # app data nested deeper than this is refused
+MAX_DTMF_KEYS = 32
+MAX_CALL_ID_CHARS = 128
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """RTVI client-message ``{"t": t, "d": d}``: app data for the bot, no reply awaited."""
+
+    t: str
+    d: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A client-message whose reply (the bot's server-response with the same id) is awaited: the reply says
+    which id; the outcome arrives on this connection as a ``client-response`` event."""
+
+    t: str
+    d: Any = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UiEvent:
+    """RTVI ui-event ``{"event": event, "payload": payload}``."""
+
+    event: str
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """Keypad presses, in order: RTVI dtmf, or Twilio dtmf events in the Twilio serializer's mode."""
+
+    buttons: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFunctions:
+    """This connection answers the bot's calls to these functions (as function-call-request events)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFunctions:
+    """Stop answering these functions (None: all of this connection's)."""
+
+    names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionResult:
+    """The answer to a call this connection claimed: a result (object or string) or an error."""
+
+    tool_call_id: str
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Functions:
+    """The device's functions (declared, built-in, claimed) and the calls open now."""
+
+
+def _text_arg(args: Mapping[str, Any], name: str, limit: int = MAX_NAME_CHARS) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise CommandError(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise CommandError(f"{name} longer than {limit} characters")
+    return value
+
+
+def _json_arg(args: Mapping[str, Any], name: str) -> Any:
+    """An app-defined JSON value, bounded in depth (its size is bounded by the request's)."""
+    value = args.get(name)
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_PAYLOAD_DEPTH:
+                raise CommandError(f"{name} is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _names_arg(args: Mapping[str, Any], required: bool) -> tuple[str, ...] | None:
+    names = args.get("names")
+    if names is None and not required:
+        return None
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CommandError("names must be a function name or a list of them")
+    if len(names) > 64:
+        raise CommandError("more than 64 names")
+    return tuple(names)
+
+
+def _build_client_request(args: Mapping[str, Any]) -> ClientRequest:
+    timeout = args.get("timeout_s", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
+        raise CommandError("timeout_s must be a number of seconds")
+    if not 0.1 <= timeout <= 120:
+        raise CommandError(f"timeout_s {timeout:g} is out of range, use 0.1 to 120")
+    return ClientRequest(_text_arg(args, "t"), _json_arg(args, "d"), float(timeout))
+
+
+def _build_dtmf(args: Mapping[str, Any]) -> Dtmf:
+    buttons = args.get("buttons")
+    if isinstance(buttons, list) and all(isinstance(b, str) for b in buttons):
+        buttons = "".join(buttons)
+    if not isinstance(buttons, str) or not buttons or not set(buttons) <= set("0123456789*#"):
+        raise CommandError('buttons must be keys from 0-9 * #, like "12#"')
+    if len(buttons) > MAX_DTMF_KEYS:
+        raise CommandError(f"more than {MAX_DTMF_KEYS} keys at once")
+    return Dtmf(buttons)
+
+
+def _build_function_result(args: Mapping[str, Any]) -> FunctionResult:
+    call_id = _text_arg(args, "tool_call_id", MAX_CALL_ID_CHARS)
+    has_result, error = "result" in args, args.get("error")
+    if has_result == (error is not None):
+        raise CommandError("give either result (an object or a string) or error (a string)")
+    if error is not None:
+        return FunctionResult(call_id, None, _text_arg(args, "error", MAX_ERROR_CHARS))
+    result = _json_arg(args, "result")
+    if not isinstance(result, (dict, str)):
+        raise CommandError("result must be a JSON object or a string")
+    return FunctionResult(call_id, result)
+
+
+_MESSAGE_BUILDERS: dict[str, Any] = {
+    "client-message": lambda a: ClientMessage(_text_arg(a, "t"), _json_arg(a, "d")),
+    "request": _build_client_request,
+    "ui-event": lambda a: UiEvent(_text_arg(a, "event"), _json_arg(a, "payload")),
+    "dtmf": _build_dtmf,
+    "function-claim": lambda a: ClaimFunctions(_names_arg(a, required=True) or ()),
+    "function-release": lambda a: ReleaseFunctions(_names_arg(a, required=False)),
+    "function-result": _build_function_result,
+    "functions": lambda a: Functions(),
+}
+
+COMMANDS.update(
+    {
+        "client-message": (("t", "d"), "RTVI client-message: app type t and data d for the bot"),
+        "request": (
+            ("t", "d", "timeout_s"),
+            "client-message awaiting the bot's server-response; the outcome arrives as a client-response event",
+        ),
+        "ui-event": (("event", "payload"), "RTVI ui-event: a named UI event and its payload"),
+        "dtmf": (("buttons",), "keypad presses, e.g. 12# (RTVI dtmf, or Twilio dtmf events)"),
+        "function-claim": (
+            ("names",),
+            "answer the bot's calls to these functions: they arrive as function-call-request events",
+        ),
+        "function-release": (("names",), "stop answering these functions (all when names is absent)"),
+        "function-result": (
+            ("tool_call_id", "result", "error"),
+            "answer a claimed call: result (object or string) or error",
+        ),
+        "functions": ((), "the device's functions and the calls open now"),
+    }
+)
+
 __all__ = [
     "COMMANDS",
     "MAX_REQUEST_BYTES",
+    "ClaimFunctions",
+    "ClientMessage",
+    "ClientRequest",
     "Command",
     "CommandError",
+    "Dtmf",
+    "FunctionResult",
+    "Functions",
     "Help",
     "Mute",
     "Reconnect",
+    "ReleaseFunctions",
     "Request",
     "SendText",
     "Status",
     "Subscribe",
     "Talk",
+    "UiEvent",
     "Unsubscribe",
     "Volume",
     "help_result",

@@ -130,11 +130,15 @@ class UserInput(DeviceEvent):
 
 @_event("bot-output")
 class BotOutput(DeviceEvent):
+    """What the bot says or shows (RTVI 2.x): `spoken_status` "new" / "in-progress" / "completed" for text that
+    `will_be_spoken`, and `spoken_progress` ({accumulated_text, remaining_text}) word by word."""
+
     text: str
-    spoken: bool | None = None
     output_type: str | None = None
-    spoken_status: str | None = None
     segment_id: int | None = None
+    will_be_spoken: bool | None = None
+    spoken_status: str | None = None
+    spoken_progress: dict[str, Any] | None = None
 
 
 @_event("bot-transcript")
@@ -189,8 +193,11 @@ class ServerMessage(DeviceEvent):
 
 @_event("server-response")
 class ServerResponse(DeviceEvent):
+    """The bot's answer to a client-message; `id` is that message's id (the `request` command's reply)."""
+
     t: str
     d: Any
+    id: str | None = None
 
 
 @_event("error")
@@ -203,9 +210,10 @@ class Error(DeviceEvent):
 
 @_event("message-error")
 class MessageError(DeviceEvent):
-    """The bot refused one message of ours (RTVI error-response)."""
+    """The bot refused one message of ours (RTVI error-response); `id` is that message's id."""
 
     message: str
+    id: str | None = None
 
 
 @_event("metrics")
@@ -240,6 +248,63 @@ class RtviMessage(DeviceEvent):
 
     type: str
     data: Any
+
+
+# --- device functions and client requests (the browser's registerFunctionCallHandler, sendClientRequest) ---
+
+
+@_event("function-call")
+class FunctionCall(DeviceEvent):
+    """The bot called a function the device handles; `handler` is command, builtin or control."""
+
+    tool_call_id: str
+    function_name: str
+    arguments: dict[str, Any]
+    handler: str
+
+
+@_event("function-call-result")
+class FunctionCallResult(DeviceEvent):
+    """The answer the device sent the bot for a call: `result`, or `error` (ok false)."""
+
+    tool_call_id: str
+    function_name: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+
+@_event("function-call-dropped")
+class FunctionCallDropped(DeviceEvent):
+    """A call closed without an answer: the bot cancelled it, or the session ended."""
+
+    tool_call_id: str
+    function_name: str
+    reason: str
+
+
+@_event("function-call-request")
+class FunctionCallRequest(DeviceEvent):
+    """To the connection that claimed the function only: answer with the function-result command within
+    `timeout_s`, or the bot gets an error."""
+
+    tool_call_id: str
+    function_name: str
+    arguments: dict[str, Any]
+    timeout_s: float
+
+
+@_event("client-response")
+class ClientResponse(DeviceEvent):
+    """To the connection that made the request only: the bot's reply `d` (ok), or why there is none."""
+
+    request_id: str
+    t: str
+    ok: bool
+    d: Any = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
 
 
 # --- the device ------------------------------------------------------------------------------------------
@@ -339,15 +404,22 @@ def from_bot(event: object) -> DeviceEvent | None:
     if isinstance(event, rtvi.UserInput):
         return UserInput(event.text, event.input_type, event.final)
     if isinstance(event, rtvi.BotOutput):
-        return BotOutput(event.text, event.spoken, event.output_type, event.spoken_status, event.segment_id)
+        return BotOutput(
+            event.text,
+            event.output_type,
+            event.segment_id,
+            event.will_be_spoken,
+            event.spoken_status,
+            event.spoken_progress,
+        )
     if isinstance(event, rtvi.ServerMessage):
         return ServerMessage(event.data)
     if isinstance(event, rtvi.ServerResponse):
-        return ServerResponse(event.t, event.d)
+        return ServerResponse(event.t, event.d, event.id)
     if isinstance(event, rtvi.ServerError):
         return Error(event.error, event.fatal)
     if isinstance(event, rtvi.ErrorResponse):
-        return MessageError(event.error)
+        return MessageError(event.error, event.id)
     if isinstance(event, rtvi.Metrics):
         return Metrics(event.data)
     if isinstance(event, rtvi.LLMFunctionCall):
@@ -502,11 +574,16 @@ __all__ = [
     "BotTtsStopped",
     "BotTtsText",
     "Button",
+    "ClientResponse",
     "Connected",
     "DeviceEvent",
     "Disconnected",
     "Drops",
     "Error",
+    "FunctionCall",
+    "FunctionCallDropped",
+    "FunctionCallRequest",
+    "FunctionCallResult",
     "Led",
     "LlmFunctionCall",
     "MessageError",

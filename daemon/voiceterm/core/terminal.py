@@ -29,10 +29,12 @@ from voiceterm.core.status import Conditions, StatusView, resolve
 from voiceterm.protocol.events import Interruption
 from voiceterm.protocol.rtvi import (
     BotInterrupted,
+    BotReady,
     BotStartedSpeaking,
     BotStoppedSpeaking,
     UserStartedSpeaking,
     UserStoppedSpeaking,
+    interrupts_on_user_speech,
     push_to_talk,
 )
 
@@ -117,6 +119,9 @@ class Terminal:
         self.bot_speaking = False  # from RTVI bot-started/stopped-speaking
         self.playing = False  # local playback audible (the fallback when the server sends no RTVI)
         self.user_speaking = False  # from RTVI user-started/stopped-speaking (always-on mode shows it)
+        # A pre-1.3 server's only interruption signal is user-started-speaking; bot-ready tells (False before
+        # it: an unknown server must not have its words thrown away).
+        self.legacy_interruptions = False
         self._thinking_since: float | None = None
         self._barge_hold_until: float | None = None  # bot audio is stale until then (or a confirmation)
         self.faults: dict[str, str] = {}
@@ -309,16 +314,22 @@ class Terminal:
         elif isinstance(event, BotInterrupted):
             self.bot_speaking = False
             self._barge_hold_until = None
+            self.legacy_interruptions = False  # it has real interruptions after all
             out.append(FlushPlayback("bot-interrupted"))
         elif isinstance(event, Interruption):
             self.bot_speaking = False
             self._barge_hold_until = None
+            self.legacy_interruptions = False
             out.append(FlushPlayback("interruption"))
+        elif isinstance(event, BotReady):
+            self.legacy_interruptions = interrupts_on_user_speech(event.version, event.about)
         elif isinstance(event, UserStartedSpeaking):
-            # Older servers interrupt with nothing but this; a newer one sends it too, and a second flush is free.
+            # Not an interruption by itself: with interruptions off the bot talks on, and flushing here
+            # would throw its words away. Only a server too old to send anything else interrupts with it.
             self.user_speaking = True
             self._barge_hold_until = None
-            out.append(FlushPlayback("user-started-speaking"))
+            if self.legacy_interruptions:
+                out.append(FlushPlayback("user-started-speaking"))
             if self._ptt.mode == "always-on":
                 self._thinking_since = None
         elif isinstance(event, UserStoppedSpeaking):
@@ -335,6 +346,7 @@ class Terminal:
         out = self._timers(now)
         self.bot_speaking = False
         self.user_speaking = False
+        self.legacy_interruptions = False  # a new session may be a different server: bot-ready will tell
         self._thinking_since = None
         self._barge_hold_until = None
         out.append(FlushPlayback("new session"))
@@ -431,6 +443,7 @@ class Terminal:
             "playing": self.playing,
             "thinking": self.thinking,
             "user_speaking": self.user_speaking,
+            "legacy_interruptions": self.legacy_interruptions,
             "button_pressed": self._tracker.pressed,
             "faults": dict(self.faults),
             "link_state": link.state.value if link else None,

@@ -10,8 +10,10 @@ is created with the configured mode and group (see `EventsConfig`) and removed w
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import grp
+import itertools
 import logging
 import os
 import socket
@@ -63,10 +65,17 @@ def resolve_group(name: str) -> int:
         ) from None
 
 
+# The connection whose request the handler is carrying out (its `client` number, never 0), for commands that
+# act on their own connection: function claims and results, requests whose reply comes later.
+current_client: contextvars.ContextVar[int] = contextvars.ContextVar("voiceterm_events_client", default=0)
+_client_numbers = itertools.count(1)
+
+
 class _Connection:
-    __slots__ = ("cancel_scope", "filter", "label", "send", "subscribed")
+    __slots__ = ("cancel_scope", "client", "filter", "label", "send", "subscribed")
 
     def __init__(self, send: trio.MemorySendChannel[bytes], label: str) -> None:
+        self.client = next(_client_numbers)
         self.send = send
         self.label = label
         self.subscribed = False
@@ -86,6 +95,8 @@ class EventHub:
         self._connections: set[_Connection] = set()
         self._seq = 0
         self._drop_log = Throttle(DROP_LOG_INTERVAL_S)
+        # Called with the client number of each connection that ends (its claims and requests die with it).
+        self.on_disconnect: list[Callable[[int], None]] = []
         self.counters = {
             "events_published_total": 0,
             "clients_total": 0,
@@ -118,6 +129,16 @@ class EventHub:
                 line = encode(event, ts=time.time(), seq=self._seq)
             self._offer(conn, line)
 
+    def send_to(self, client: int, event: DeviceEvent) -> bool:
+        """Queue `event` for one connection whether it subscribed or not (the answer to its own request);
+        False when that connection is gone. Never waits."""
+        self._seq += 1
+        for conn in self._connections:
+            if conn.client == client:
+                self._offer(conn, encode(event, ts=time.time(), seq=self._seq))
+                return True
+        return False
+
     def _offer(self, conn: _Connection, line: bytes) -> None:
         try:
             conn.send.send_nowait(line)
@@ -148,6 +169,7 @@ class EventHub:
         conn = _Connection(send, label)
         self.counters["clients_total"] += 1
         self._connections.add(conn)
+        current_client.set(conn.client)  # this task reads and handles the connection's requests
         try:
             with conn.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -160,6 +182,8 @@ class EventHub:
         finally:
             self._connections.discard(conn)
             send.close()
+            for hook in self.on_disconnect:
+                hook(conn.client)
             await trio.aclose_forcefully(stream)
 
     async def _writer(
@@ -328,6 +352,7 @@ __all__ = [
     "EventHub",
     "EventsSocketError",
     "Handler",
+    "current_client",
     "resolve_group",
     "serve_events",
 ]

@@ -346,7 +346,8 @@ class Link:
         if (
             not self.status.state.is_up
             or serializer is None
-            or not serializer.supports_rtvi
+            # A format without RTVI may still carry some messages (Twilio: dtmf).
+            or not (serializer.supports_rtvi or getattr(serializer, "carries", lambda _m: False)(message))
             or len(self._messages_out) >= MESSAGE_QUEUE
         ):
             self.counters.dropped_messages_total += 1

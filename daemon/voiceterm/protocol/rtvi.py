@@ -61,12 +61,15 @@ __all__ = [
     "client_ready",
     "disconnect_bot",
     "dtmf",
+    "dtmf_for",
     "function_call_result",
+    "interrupts_on_user_speech",
     "is_compatible_version",
     "new_message_id",
     "parse_server_message",
     "push_to_talk",
     "send_text",
+    "ui_event",
 ]
 
 # pipecat-ai 1.14 (processors/frameworks/rtvi/models.py PROTOCOL_VERSION). The server answers any other
@@ -104,6 +107,25 @@ def is_compatible_version(server_version: object, client_version: str = RTVI_PRO
     server = _parse_version(server_version)
     client = _parse_version(client_version)
     return server is not None and client is not None and server[0] == client[0]
+
+
+def interrupts_on_user_speech(version: object, about: object) -> bool:
+    """Whether a bot whose ``bot-ready`` carried this ``version`` and ``about`` interrupts itself with nothing
+    but ``user-started-speaking`` (a server older than pipecat 1.3), so that event must flush playback.
+
+    Newer servers send ``user-started-speaking`` also while the bot keeps talking (interruptions disabled, a
+    turn-start strategy that does not interrupt) and announce a real interruption with the protobuf
+    ``InterruptionFrame`` (pipecat >= 1.3) and ``bot-interrupted`` (>= 1.4, which is RTVI protocol 2.0.0).
+    So RTVI 2.x, or ``about`` naming pipecat-ai 1.3 or later, means no; any other RTVI 0.x/1.x bot, yes.
+    """
+    rtvi = _parse_version(version)
+    if rtvi is not None and rtvi[0] >= 2:
+        return False
+    details = about if isinstance(about, dict) else {}
+    library = (
+        _parse_version(details.get("library_version")) if details.get("library") == "pipecat-ai" else None
+    )
+    return library is None or library < (1, 3, 0)
 
 
 def client_ready(*, device_id: str, version: str = RTVI_PROTOCOL_VERSION) -> dict[str, Any]:
@@ -161,6 +183,26 @@ def dtmf(buttons: str) -> dict[str, Any]:
     if not isinstance(buttons, str) or not buttons or not set(buttons) <= _DTMF_KEYS:
         raise ProtocolError(f"dtmf: buttons must be one or more of 0-9 * #, got {buttons!r}")
     return _message("dtmf", {"buttons": list(buttons)})
+
+
+def dtmf_for(buttons: str, server_version: object) -> list[dict[str, Any]]:
+    """The ``dtmf`` messages that press `buttons` on a bot of this RTVI version (from ``bot-ready``; None
+    when unknown): one ``{"buttons": [...]}`` message from protocol 2.1.0, one ``{"button": key}`` message per
+    key for 2.0.x. Older bots have no DTMF: ProtocolError."""
+    version = _parse_version(server_version)
+    if version is not None and version[0] < 2:
+        raise ProtocolError(f"dtmf: the bot speaks RTVI {server_version}, which has no DTMF (2.0.0 or later)")
+    first = dtmf(buttons)  # validates the keys
+    if version is not None and version[:2] == (2, 0):
+        return [_message("dtmf", {"button": key}) for key in buttons]
+    return [first]
+
+
+def ui_event(event: str, payload: object = None) -> dict[str, Any]:
+    """``ui-event``: a named UI event for the bot (``data = {"event": event, "payload": payload}``)."""
+    if not isinstance(event, str) or not event:
+        raise ProtocolError("ui-event: event must be a non-empty string")
+    return _message("ui-event", {"event": event, "payload": payload})
 
 
 def function_call_result(
@@ -417,6 +459,8 @@ class BotOutput(RTVIEvent):
     spoken_status: str | None = field(
         default=None, metadata=_kind(_OPT_STR)
     )  # "new" | "in-progress" | "completed"
+    # protocol 2.x: {"accumulated_text", "remaining_text"} while a segment is spoken word by word
+    spoken_progress: dict[str, Any] | None = field(default=None, metadata=_kind(_OPT_OBJECT))
 
 
 @dataclass(frozen=True, slots=True)

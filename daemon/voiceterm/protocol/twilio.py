@@ -1,7 +1,10 @@
 """Twilio Media Streams framing: the client poses as a Twilio phone call (JSON text messages carrying
 base64 G.711 μ-law at 8 kHz), for bots built with pipecat's ``TwilioFrameSerializer``.
 
-No RTVI travels here; the bot's ``clear`` event is the interruption.
+No RTVI travels here; the bot's ``clear`` event is the interruption. The call's identifiers and its
+``customParameters`` (what pipecat's runner hands the bot as ``call_data``) come from ``[twilio]``
+(`TwilioSerializer.bound`); keypad presses go out as Twilio ``dtmf`` events, one per key, which pipecat's
+serializer turns into ``InputDTMFFrame``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from voiceterm.core.pcm import mulaw_decode, mulaw_encode
@@ -19,6 +23,7 @@ from voiceterm.protocol.events import AudioChunk, Event, Interruption, Transport
 __all__ = ["TWILIO_SAMPLE_RATE", "TwilioSerializer"]
 
 TWILIO_SAMPLE_RATE = 8000
+DTMF_KEYS = frozenset("0123456789*#")
 
 
 def _sid(prefix: str) -> str:
@@ -47,15 +52,45 @@ class TwilioSerializer(Serializer):
         max_message_bytes: int = 1 << 20,
         stream_sid: str | None = None,
         call_sid: str | None = None,
+        account_sid: str | None = None,
+        custom_parameters: Mapping[str, str] | None = None,
         **options: object,
     ) -> None:
         super().__init__(max_message_bytes=max_message_bytes, **options)
         self.stream_sid = _check_sid(stream_sid, "stream_sid") if stream_sid is not None else _sid("MZ")
         self.call_sid = _check_sid(call_sid, "call_sid") if call_sid is not None else _sid("CA")
-        self.account_sid = _sid("AC")
+        self.account_sid = _check_sid(account_sid, "account_sid") if account_sid is not None else _sid("AC")
+        params = dict(custom_parameters or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+            raise ValueError("twilio: custom_parameters must map strings to strings")
+        self.custom_parameters = params
         self._sequence = 0  # Twilio numbers every message after "connected", from 1
         self._chunk = 0  # media chunks sent, from 1
         self._samples_sent = 0  # for media.timestamp (ms since the stream started)
+
+    @classmethod
+    def bound(
+        cls,
+        *,
+        stream_sid: str = "",
+        call_sid: str = "",
+        account_sid: str = "",
+        custom_parameters: Mapping[str, str] | None = None,
+    ) -> type[TwilioSerializer]:
+        """This serializer with the call's identity fixed (the ``[twilio]`` settings): a class, since the
+        link makes a fresh serializer for every session. Empty identifiers stay new per session."""
+        identity = {
+            "stream_sid": stream_sid or None,
+            "call_sid": call_sid or None,
+            "account_sid": account_sid or None,
+            "custom_parameters": dict(custom_parameters or {}),
+        }
+
+        class ConfiguredTwilioSerializer(cls):  # type: ignore[valid-type,misc]
+            def __init__(self, **options: Any) -> None:
+                super().__init__(**{**identity, **options})
+
+        return ConfiguredTwilioSerializer
 
     def _next_sequence(self) -> str:
         self._sequence += 1
@@ -73,7 +108,7 @@ class TwilioSerializer(Serializer):
                 "streamSid": self.stream_sid,
                 "callSid": self.call_sid,
                 "tracks": ["inbound"],
-                "customParameters": {},
+                "customParameters": dict(self.custom_parameters),
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TWILIO_SAMPLE_RATE, "channels": 1},
             },
             "streamSid": self.stream_sid,
@@ -101,9 +136,30 @@ class TwilioSerializer(Serializer):
         self._samples_sent += len(pcm) // 2
         return out
 
-    def encode_message(self, message: dict[str, Any]) -> None:
-        """Twilio streams carry no RTVI or app messages: always None."""
-        return None
+    def encode_message(self, message: dict[str, Any]) -> str | None:
+        """Twilio streams carry no RTVI or app messages: None, except for an RTVI ``dtmf`` of one key, which
+        becomes Twilio's ``dtmf`` event (send one message per key: a Twilio event carries one digit)."""
+        if not self.carries(message):
+            return None
+        event = {
+            "event": "dtmf",
+            "streamSid": self.stream_sid,
+            "sequenceNumber": self._next_sequence(),
+            "dtmf": {"track": "inbound_track", "digit": message["data"]["buttons"][0]},
+        }
+        return encode_json(event, "twilio dtmf")
+
+    @staticmethod
+    def carries(message: dict[str, Any]) -> bool:
+        """Whether `encode_message` sends this message (the link asks before it queues one for this format)."""
+        data = message.get("data")
+        return (
+            message.get("type") == "dtmf"
+            and isinstance(data, dict)
+            and isinstance(data.get("buttons"), list)
+            and len(data["buttons"]) == 1
+            and data["buttons"][0] in DTMF_KEYS
+        )
 
     def closing_messages(self) -> list[bytes | str]:
         """A ``stop`` event, as Twilio sends when a call ends (pipecat ignores it; closing is what counts)."""
