@@ -9,6 +9,7 @@ real subprocesses, and integrations as plain clients of the event socket.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -268,3 +269,25 @@ async def test_a_request_gets_its_reply_by_id_and_messages_reach_the_bot(
     assert [r["id"] for r in requests[-3:]] == ids[:3]  # the bot saw the very ids the replies carried
     assert [k["key"] for k in keys] == ["1", "2", "#"]
     assert (ui["name"], ui["payload"]) == ("door-opened", {"who": "me"})
+
+
+async def test_voiceterm_ctl_request_prints_the_bots_reply(
+    functions_bot: BotProcess, tmp_path: Path, monkeypatch
+) -> None:
+    cfg = make_config(tmp_path, functions_bot, monkeypatch)
+    ctl = [sys.executable, "-m", "voiceterm", "ctl", "--socket", cfg.events.socket]
+    with trio.fail_after(40):
+        async with running(cfg):
+            done = await trio.run_process(
+                [*ctl, "--json", "request", "ping", '{"n": 7}'], capture_stdout=True
+            )
+            refused = await trio.run_process([*ctl, "request", "refuse"], capture_stderr=True, check=False)
+            functions = await trio.run_process([*ctl, "--json", "functions"], capture_stdout=True)
+    reply = json.loads(done.stdout)
+    assert reply["ok"] and reply["result"]["d"] == {"pong": {"n": 7}}
+    assert refused.returncode == 1
+    assert (
+        refused.stderr.decode().strip()
+        == "voiceterm: request: the bot refused the request: refused on purpose"
+    )
+    assert json.loads(functions.stdout)["result"]["commands"] == ["failing_sensor", "hang", "read_sensor"]

@@ -34,11 +34,12 @@ class _Replay:
 
 async def runner_call_data(opening: list[str]) -> tuple[str, dict[str, Any]]:
     """What pipecat's runner makes of a call's first messages (``connected``, ``start``): the transport it
-    detects and the ``call_data`` a runner bot receives (``stream_id``, ``call_id``, ``body``...)."""
+    detects and the ``call_data`` a runner bot receives, by its wire keys (``stream_id``, ``call_id``, ``from``,
+    ``body``...)."""
     from pipecat.runner.utils import parse_telephony_websocket
 
     transport, call_data = await parse_telephony_websocket(_Replay(opening))
-    data = call_data.model_dump() if hasattr(call_data, "model_dump") else dict(call_data)
+    data = call_data.model_dump(by_alias=True) if hasattr(call_data, "model_dump") else dict(call_data)
     return transport, json.loads(json.dumps(data, default=str))
 
 
