@@ -76,6 +76,7 @@ def make_config(tmp_path: Path, bot: BotProcess, monkeypatch: pytest.MonkeyPatch
             "events": {"socket": str(tmp_path / "events.sock")},
             "functions": {
                 "builtin_set_volume": True,
+                "builtin_end_session": True,
                 "claim_timeout_s": 0.5,
                 "commands": {
                     "read_sensor": {"command": [sys.executable, str(scripts["sensor"])]},
@@ -84,6 +85,10 @@ def make_config(tmp_path: Path, bot: BotProcess, monkeypatch: pytest.MonkeyPatch
                         "timeout_s": 0.5,
                     },
                     "failing_sensor": {"command": [sys.executable, str(scripts["fail"])]},
+                    "wait_for_door": {
+                        "command": [sys.executable, str(scripts["hang"]), str(tmp_path / "wait.pid")],
+                        "timeout_s": 30,
+                    },
                 },
             },
         }
@@ -290,4 +295,40 @@ async def test_voiceterm_ctl_request_prints_the_bots_reply(
         refused.stderr.decode().strip()
         == "voiceterm: request: the bot refused the request: refused on purpose"
     )
-    assert json.loads(functions.stdout)["result"]["commands"] == ["failing_sensor", "hang", "read_sensor"]
+    assert json.loads(functions.stdout)["result"]["commands"] == [
+        "failing_sensor",
+        "hang",
+        "read_sensor",
+        "wait_for_door",
+    ]
+
+
+async def test_a_call_the_bot_cancels_is_stopped_and_end_session_ends_the_session_after_its_answer(
+    functions_bot: BotProcess, tmp_path: Path, monkeypatch
+) -> None:
+    cfg = make_config(tmp_path, functions_bot, monkeypatch)
+    with trio.fail_after(40):
+        async with running(cfg) as daemon, Client.open(cfg.events.socket) as sub:
+            await sub.request(
+                "subscribe", events=["function-call-dropped", "function-call-result", "connected"]
+            )
+            mark = functions_bot.mark()
+            call = {"function_name": "wait_for_door", "tool_call_id": "call_door_1"}
+            await sub.request("client-message", t="call", d=call)
+            pid_file = tmp_path / "wait.pid"
+            await wait_until(lambda: pid_file.exists() and pid_file.read_text(), 5, "the command to run")
+            pid = int(pid_file.read_text())
+            await sub.request("client-message", t="cancel_call", d=call)
+            dropped = await wait_until(lambda: next(iter(sub.events("function-call-dropped")), None), 5)
+            assert dropped["reason"] == "cancelled by the bot"
+            await wait_until(lambda: not _alive(pid), 5, "the cancelled command to be killed")
+
+            session = daemon.link.snapshot()["session"]
+            got = await bot_calls(functions_bot, sub, "end_session", {})
+            assert got["result"] == {"ending": True}
+            await functions_bot.wait_for_async(event_is("disconnect_bot"), 5, since=mark)
+            await wait_until(lambda: daemon.link.snapshot()["session"] > session, 10, "a fresh session")
+    assert not [
+        e for e in functions_bot.events("function_result", gen=None) if e["tool_call_id"] == "call_door_1"
+    ]
+    assert [r["function_name"] for r in sub.events("function-call-result")] == ["end_session"]

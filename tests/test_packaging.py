@@ -63,3 +63,20 @@ def test_the_shipped_example_passes_check_config() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_pipecat_helper_ships_behind_its_extra_and_the_daemon_never_imports_it(
+    wheel: zipfile.ZipFile,
+) -> None:
+    assert "voiceterm/pipecat_ptt.py" in wheel.namelist()
+    (meta,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    requires = Parser().parsestr(wheel.read(meta).decode()).get_all("Requires-Dist")
+    assert [r for r in requires if r.startswith("pipecat-ai")] == ['pipecat-ai>=1.14; extra == "pipecat"']
+    # the daemon's whole import graph, with pipecat made unimportable: nothing reaches for it
+    code = (
+        "import sys\n"
+        "sys.modules['pipecat'] = None\n"
+        "import voiceterm.app, voiceterm.cli, voiceterm.events_cli, voiceterm.meter\n"
+        "assert 'voiceterm.pipecat_ptt' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

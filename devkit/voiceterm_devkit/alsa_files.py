@@ -161,6 +161,61 @@ def speech_like(seconds: float, rate: int) -> np.ndarray:
     return (x / np.max(np.abs(x)) * 12000).astype("<i2")
 
 
+# Vowel formants (F1, F2, F3 in Hz) the voice below moves between, one every VOICE_SEGMENT_S.
+_VOWELS = (
+    (730, 1090, 2440),
+    (270, 2290, 3010),
+    (530, 1840, 2480),
+    (570, 840, 2410),
+    (440, 1020, 2240),
+    (300, 870, 2240),
+    (660, 1720, 2410),
+)
+VOICE_SEGMENT_S = 0.08
+
+
+def voiced_speech(seconds: float, rate: int, seed: int = 1) -> np.ndarray:
+    """Formant-synthesised voiced speech (mono int16) that Silero VAD takes for a voice throughout: a
+    glottal pulse train (100-150 Hz, gliding) through three formant resonators gliding between vowels, with a
+    light syllable envelope. With the default seed, pipecat's Silero VAD finds no pause of 0.2 s in it (its
+    stop time), so a user "talks" until the audio stops. (`speech_like` is cheaper, but Silero hears it only
+    now and then.)"""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * rate)
+    t = np.arange(n) / rate
+    f0 = 125 + 20 * np.sin(2 * math.pi * 0.5 * t) + 8 * np.sin(2 * math.pi * 2.3 * t)
+    phase = np.cumsum(f0 / rate) % 1.0
+    opening = 0.6  # Rosenberg pulse: the opening part of each glottal period
+    pulse = np.where(
+        phase < opening,
+        0.5 * (1 - np.cos(np.pi * phase / opening)),
+        np.maximum(np.cos(np.pi * (phase - opening) / (2 * (1 - opening))), 0),
+    )
+    source = np.diff(np.concatenate([[0.0], pulse]))
+    vowels = np.array(_VOWELS, dtype=float)
+    segment = round(VOICE_SEGMENT_S * rate)
+    formants = vowels[rng.permutation(len(vowels))[(np.arange(n) // segment) % len(vowels)]]
+    glide = np.ones(round(0.04 * rate)) / round(0.04 * rate)
+    out = np.zeros(n)
+    for j, (bandwidth, gain) in enumerate(((80, 1.0), (100, 0.6), (140, 0.3))):
+        out += gain * _resonate(source, np.convolve(formants[:, j], glide, mode="same"), bandwidth, rate)
+    out *= 0.7 + 0.3 * np.sin(2 * math.pi * 4 * t) ** 2
+    return (out / np.max(np.abs(out)) * 12000).astype("<i2")
+
+
+def _resonate(x: np.ndarray, freq: np.ndarray, bandwidth: float, rate: int) -> np.ndarray:
+    # A two-pole resonator whose centre frequency follows `freq` sample by sample.
+    r = math.exp(-math.pi * bandwidth / rate)
+    a1 = (-2 * r * np.cos(2 * np.pi * freq / rate)).tolist()
+    a2, gain = r * r, 1 - r
+    out = [0.0] * len(x)
+    y1 = y2 = 0.0
+    for i, v in enumerate(x.tolist()):
+        y = gain * v - a1[i] * y1 - a2 * y2
+        out[i], y2, y1 = y, y1, y
+    return np.array(out)
+
+
 def write_raw(path: str | os.PathLike[str], samples: np.ndarray) -> Path:
     """Write mono S16_LE samples as a headerless raw file, exactly len(samples) frames long."""
     path = Path(path)

@@ -2,8 +2,8 @@
 
 A real pipecat pipeline (single-client WebSocket server transport, protobuf frames, RTVI, Silero VAD, pipecat's
 user-turn processor) whose only "service" is `ReplayProcessor`. A turn follows the push-to-talk convention
-(RTVI client-message `{"t": "push_to_talk", "d": {"state": "start" | "stop"}}`) once a client sends it, and
-Silero VAD otherwise. What happened is written as JSON lines (`--events-file` or stdout) so the demo, the tests
+(RTVI client-message `{"t": "push_to_talk", "d": {"state": "start" | "stop"}}`) once a client sends it —
+through voiceterm's helper for bot authors, `voiceterm.pipecat_ptt` — and Silero VAD otherwise. What happened is written as JSON lines (`--events-file` or stdout) so the demo, the tests
 and a person can follow it:
 
     python -m voiceterm_devkit.demo_bot --host 127.0.0.1 --port 8765 --events-file events.jsonl
@@ -21,14 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 import soxr
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VAD_STOP_SECS
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -40,30 +38,26 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
-    UserSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
-    VADUserStartedSpeakingFrame,
-    VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.processors.frameworks.rtvi import RTVIClientMessageFrame
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.server import (
     SingleClientWebsocketServerParams,
     SingleClientWebsocketServerTransport,
 )
-from pipecat.turns.types import ProcessFrameResult
-from pipecat.turns.user_start import BaseUserTurnStartStrategy, VADUserTurnStartStrategy
-from pipecat.turns.user_stop import BaseUserTurnStopStrategy, SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_start import VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_processor import UserTurnProcessor
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
-PUSH_TO_TALK = "push_to_talk"  # the client-message type of pipecat's push-to-talk example
+from voiceterm.pipecat_ptt import PushToTalk
+
 PITCH_FACTOR = 1.25  # a major third up (and 20% faster): unmistakably the bot, still intelligible
 BEEP_HZ = (880.0, 1320.0)  # a two-note prefix so even a silent turn's reply is audible as "the bot"
 BEEP_S = 0.08  # length of each note
@@ -88,96 +82,6 @@ class EventLog:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
-
-
-@dataclass(slots=True)
-class TurnMode:
-    """Which signal ends user turns in the current session; shared by the gate, the strategies and the replayer.
-
-    A session starts in VAD mode and switches to push-to-talk for good at the first push_to_talk message: a
-    client that sends them means the button, not the voice detector, delimits a turn (a pause mid-sentence must
-    not end it, and the release must end it at once even while the voice detector still hears speech).
-    """
-
-    push_to_talk: bool = False
-
-
-def push_to_talk_state(frame: Frame) -> str | None:
-    """The "start"/"stop" of a push_to_talk client-message, or None for any other frame."""
-    if not isinstance(frame, RTVIClientMessageFrame) or frame.type != PUSH_TO_TALK:
-        return None
-    state = frame.data.get("state") if isinstance(frame.data, dict) else None
-    return state if state in ("start", "stop") else None
-
-
-class PushToTalkGate(FrameProcessor):
-    """Hides the voice detector's frames from the turn logic once the client uses push-to-talk.
-
-    pipecat's turn controller refuses to end a turn while VAD says the user is speaking; with a button that
-    would delay (or, with no trailing audio, block) the end of turn the release asks for. Entering push-to-talk
-    mid-speech sends one VAD stop so the controller does not stay convinced the user is still talking.
-    """
-
-    def __init__(self, mode: TurnMode, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._mode = mode
-        self._vad_speaking = False
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        if isinstance(frame, ClientConnectedFrame):
-            # A new WebSocket is a new session: it starts in VAD mode until it says otherwise.
-            self._mode.push_to_talk = False
-            self._vad_speaking = False
-        elif push_to_talk_state(frame) is not None and not self._mode.push_to_talk:
-            self._mode.push_to_talk = True
-            if self._vad_speaking:
-                self._vad_speaking = False
-                await self.push_frame(
-                    VADUserStoppedSpeakingFrame(stop_secs=VAD_STOP_SECS), FrameDirection.DOWNSTREAM
-                )
-        elif direction == FrameDirection.DOWNSTREAM and isinstance(
-            frame, (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, UserSpeakingFrame)
-        ):
-            if self._mode.push_to_talk:
-                return
-            if not isinstance(frame, UserSpeakingFrame):
-                self._vad_speaking = isinstance(frame, VADUserStartedSpeakingFrame)
-        await self.push_frame(frame, direction)
-
-
-class PushToTalkUserTurnStartStrategy(BaseUserTurnStartStrategy):
-    """Starts a user turn on a push_to_talk "start" (and so interrupts the bot if it is speaking)."""
-
-    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
-        if push_to_talk_state(frame) == "start":
-            await self.trigger_user_turn_started()
-            return ProcessFrameResult.STOP
-        return ProcessFrameResult.CONTINUE
-
-
-class PushToTalkUserTurnStopStrategy(BaseUserTurnStopStrategy):
-    """Ends the user turn on a push_to_talk "stop", at once."""
-
-    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
-        if push_to_talk_state(frame) == "stop":
-            await self.trigger_user_turn_stopped()
-            return ProcessFrameResult.STOP
-        return ProcessFrameResult.CONTINUE
-
-
-class VADUserTurnStopStrategy(SpeechTimeoutUserTurnStopStrategy):
-    """pipecat's VAD speech-timeout stop, without waiting for a transcript (there is no STT), muted in
-    push-to-talk mode so a timer armed before the switch cannot end a button-held turn."""
-
-    def __init__(self, mode: TurnMode, **kwargs: Any) -> None:
-        super().__init__(user_speech_timeout=VAD_USER_SPEECH_TIMEOUT_S, wait_for_transcript=False, **kwargs)
-        self._mode = mode
-
-    async def trigger_user_turn_stopped(self, *, enable_user_speaking_frames: bool | None = None) -> None:
-        if self._mode.push_to_talk:
-            return
-        await super().trigger_user_turn_stopped(enable_user_speaking_frames=enable_user_speaking_frames)
 
 
 def beep(rate: int) -> np.ndarray:
@@ -212,14 +116,14 @@ class ReplayProcessor(FrameProcessor):
 
     def __init__(
         self,
-        mode: TurnMode,
+        ptt: PushToTalk,
         events: EventLog,
         out_rate: int,
         close_client: Callable[[], Awaitable[None]],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._mode = mode
+        self._ptt = ptt  # `active`: the session's turns come from the button
         self._close_client = close_client
         self._events = events
         self._out_rate = out_rate
@@ -286,10 +190,10 @@ class ReplayProcessor(FrameProcessor):
         self._recording = True
         self._turn_dropped = 0
         # VAD confirms speech start_secs after it began; push-to-talk starts exactly at the press.
-        self._turn = bytearray(b"".join(self._preroll)) if not self._mode.push_to_talk else bytearray()
+        self._turn = bytearray(b"".join(self._preroll)) if not self._ptt.active else bytearray()
         self._preroll.clear()
         self._preroll_bytes = 0
-        how = "push-to-talk" if self._mode.push_to_talk else "vad"
+        how = "push-to-talk" if self._ptt.active else "vad"
         self._events.emit("turn_started", turn=self._turns, by=how)
 
     async def _end_turn(self) -> None:
@@ -302,7 +206,7 @@ class ReplayProcessor(FrameProcessor):
         self._events.emit(
             "turn_ended",
             turn=self._turns,
-            by="push-to-talk" if self._mode.push_to_talk else "vad",
+            by="push-to-talk" if self._ptt.active else "vad",
             bytes=len(pcm),
             seconds=round(seconds, 3),
             sample_rate=self._in_rate,
@@ -331,8 +235,19 @@ class ReplayProcessor(FrameProcessor):
 def build_worker(
     host: str, port: int, events: EventLog, in_rate: int = 16000, out_rate: int = 24000
 ) -> PipelineWorker:
-    """The bot's pipeline: transport in → VAD → push-to-talk gate → turn processor → replayer → transport out."""
-    mode = TurnMode()
+    """The bot's pipeline: transport in → push-to-talk → VAD → turn processor → replayer → transport out."""
+    # The button's turns (voiceterm's helper), and Silero VAD with a short speech timeout for a session that
+    # sends no push_to_talk message (no STT here: nothing to wait for).
+    ptt = PushToTalk(
+        fallback=UserTurnStrategies(
+            start=[VADUserTurnStartStrategy()],
+            stop=[
+                SpeechTimeoutUserTurnStopStrategy(
+                    user_speech_timeout=VAD_USER_SPEECH_TIMEOUT_S, wait_for_transcript=False
+                )
+            ],
+        )
+    )
     client: dict[str, Any] = {}  # the connected WebSocket, for closing a session on disconnect-bot
 
     async def close_client() -> None:
@@ -353,20 +268,17 @@ def build_worker(
         port=port,
     )
     turns = UserTurnProcessor(
-        user_turn_strategies=UserTurnStrategies(
-            start=[PushToTalkUserTurnStartStrategy(), VADUserTurnStartStrategy()],
-            stop=[PushToTalkUserTurnStopStrategy(), VADUserTurnStopStrategy(mode)],
-        ),
+        user_turn_strategies=ptt.strategies(wait_for_transcript=False),
         # The watchdog would end a push-to-talk turn held in silence; the daemon has its own stuck-button guard.
         user_turn_stop_timeout=MAX_TURN_S,
     )
     pipeline = Pipeline(
         [
             transport.input(),
+            ptt.processor(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),
-            PushToTalkGate(mode),
             turns,
-            ReplayProcessor(mode, events, out_rate, close_client),
+            ReplayProcessor(ptt, events, out_rate, close_client),
             transport.output(),
         ]
     )

@@ -114,10 +114,12 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop the call's handler (kill the command); the call is closed."""
+    """Stop the call's handler (kill the command); the call is closed. `dropped`: closed without an answer
+    (cancelled by the bot, session over); otherwise an error Answer follows."""
 
     call: Call
     why: str
+    dropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +422,7 @@ class FunctionCalls:
             out += self._free_slot(call.function_name, now)
         if new is CallState.DROPPED:
             self.counters["function_calls_dropped_total"] += 1
-            if state is CallState.RUNNING:
-                out.insert(0, Stop(call, why))
+            out.insert(0, Stop(call, why, dropped=True))
             return out
         if state is CallState.RUNNING and event != "answer":
             out.insert(0, Stop(call, error or why))

@@ -139,7 +139,7 @@ class DeviceFunctions:
             elif isinstance(action, Run):
                 self._start(action.call, action.spec)
             elif isinstance(action, Stop):
-                self._stop(action.call, action.why)
+                self._stop(action.call, action.why, action.dropped)
             elif isinstance(action, Answer):
                 self._answer(action)
         self._poke()
@@ -168,12 +168,15 @@ class DeviceFunctions:
                     )
                 )
 
-    def _stop(self, call: Call, why: str) -> None:
+    def _stop(self, call: Call, why: str, dropped: bool) -> None:
         scope = self._running.pop(call.tool_call_id, None)
         if scope is not None:
             scope.cancel()
+        event = de.FunctionCallDropped(call.tool_call_id, call.function_name, why)
         if call.handler == "control":
-            self._send_to(call.owner, de.FunctionCallDropped(call.tool_call_id, call.function_name, why))
+            self._send_to(call.owner, event)  # the claimer stops working on it
+        if dropped:
+            self._publish(event)  # no answer will be announced for it
         log.info(
             "function call closed %s", kv(name=call.function_name, id=escape(call.tool_call_id, 60), why=why)
         )
