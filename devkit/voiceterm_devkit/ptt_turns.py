@@ -95,9 +95,15 @@ async def measure(helper: bool, turns: int, hold: float, work: Path) -> tuple[li
                     out.append(stopped["t"] - released)
                 except TimeoutError:
                     out.append(float("inf"))
-                early = sum(1 for e in bot.events()[pressed:mark] if e["event"] == "user_stopped")
+                during = [e["event"] for e in bot.events()[pressed:mark] if e["event"].startswith("user_")]
+                early = during.count("user_stopped")
                 cuts += early
                 note = f"  (and {early}x while the button was held)" if early else ""
+                if out[-1] == float("inf"):
+                    open_at_release = bool(during) and during[-1] == "user_started"
+                    after = [e["event"] for e in bot.events()[mark:] if e["event"] in ("vad", "transcript")]
+                    why = "its turn stayed open" if open_at_release else "no turn was open at the release"
+                    note += f"  ({why}; after the release: {', '.join(after) or 'nothing'})"
                 print(f"  {name} turn {n + 1:2d}: {out[-1] * 1000:8.1f} ms{note}", flush=True)
     return out, cuts
 
