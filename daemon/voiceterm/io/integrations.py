@@ -76,9 +76,8 @@ class Integrations:
             task_status.started()
             while True:
                 self._changed = trio.Event()
-                deadlines = [
-                    d for d in (self.requests.next_deadline(), self.functions.table.next_deadline()) if d
-                ]
+                pending = (self.requests.next_deadline(), self.functions.table.next_deadline())
+                deadlines = [d for d in pending if d is not None]
                 with trio.move_on_at(min(deadlines, default=math.inf)):
                     await self._changed.wait()
                 now = trio.current_time()
