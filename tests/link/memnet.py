@@ -103,7 +103,7 @@ class MemoryBot:
     def __init__(self, handler: Handler = ready_bot) -> None:
         self.handler = handler
         self.refusing = False  # connection refused, as with no listener
-        self.hanging_up = False  # accept, then close before the upgrade response
+        self.hang_up_with: bytes | None = None  # read the upgrade request, send this, hang up (b"": at once)
         self.dark = False
         self.light = trio.Event()
         self.connects = 0
@@ -134,8 +134,10 @@ class MemoryBot:
         return _Dimmable(client, self)
 
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
-        if self.hanging_up:
+        if self.hang_up_with is not None:
             await stream.receive_some()  # the upgrade request arrives, and the proxy hangs up
+            if self.hang_up_with:
+                await stream.send_all(self.hang_up_with)
             await stream.aclose()
             return
         async with trio.open_nursery() as nursery:  # trio-websocket's reader task for this connection

@@ -136,7 +136,7 @@ async def test_connect_timeout_when_the_upgrade_is_never_answered(autojump_clock
 async def test_a_backend_that_is_down_fails_each_attempt_at_once(autojump_clock, nursery):
     # A proxy or load balancer whose backend is down accepts, reads the upgrade and hangs up.
     bot = MemoryBot()
-    bot.hanging_up = True
+    bot.hang_up_with = b""
     await nursery.start(bot.serve)
     link = make_link(bot, bot_cfg={"connect_timeout": 10.0})
     rec = recorder(link)
@@ -151,6 +151,30 @@ async def test_a_backend_that_is_down_fails_each_attempt_at_once(autojump_clock,
     assert attempts == [0, 0, 0]  # not 10 s each: the attempt ends when the connection does
     assert "closed before the upgrade was answered" in link.status.last_error
     assert not link.status.unfixable
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"HTTP/1.1 101 Switching", "connection closed before the upgrade was answered"),  # half a head
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\n\r\n<html>the backend is down",
+            "refused the WebSocket upgrade (HTTP 502)",
+        ),
+    ],
+)
+async def test_an_upgrade_answer_cut_short_ends_the_attempt_at_once(autojump_clock, nursery, answer, words):
+    # trio-websocket would wait for the rest of these (a body read until the close, never finished).
+    bot = MemoryBot()
+    bot.hang_up_with = answer
+    await nursery.start(bot.serve)
+    link = make_link(bot)
+    rec = recorder(link)
+    t0 = trio.current_time()
+    async with run_link(link):
+        failed = await rec.wait_state(R.BACKING_OFF, 20)
+    assert failed.at == t0
+    assert words in failed.status.last_error and not failed.status.unfixable
 
 
 async def test_a_message_over_the_limit_closes_with_1009_and_the_link_reconnects(autojump_clock, nursery):
