@@ -37,6 +37,7 @@ from voiceterm.core.linksignals import (
     Event,
     Failure,
     Halt,
+    LinkSettings,
     Note,
     Opened,
     Pong,
@@ -53,8 +54,6 @@ from voiceterm.core.lograte import RepeatSuppressor, Throttle
 from voiceterm.core.reconnect import ReconnectPolicy
 from voiceterm.logs import escape
 from voiceterm.protocol.rtvi import RTVI_PROTOCOL_VERSION, is_compatible_version
-
-CLOSE_GRACE = 0.4  # seconds for disconnect-bot and the close handshake when a session ends on purpose
 
 
 class Phase(enum.Enum):
@@ -119,32 +118,6 @@ TRANSITIONS: dict[Phase, dict[type, set[Phase]]] = {
 
 class TransitionError(AssertionError):
     """The machine went somewhere its table does not allow: a bug in this module."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkSettings:
-    """What the machine needs from [bot] and [heartbeat]."""
-
-    url: str = ""  # masked, shown until a session says where it went
-    serializer: str = "protobuf"
-    connect_timeout: float = 10.0
-    ready_timeout: float = 5.0
-    heartbeat_interval: float = 0.0  # 0 = no pings
-    heartbeat_timeout: float = 5.0
-    close_grace: float = CLOSE_GRACE
-
-    @classmethod
-    def from_config(cls, config: Any, *, serializer: str, url: str) -> LinkSettings:
-        """From a `voiceterm.config.Config` (its [bot] and [heartbeat])."""
-        bot, heartbeat = config.bot, config.heartbeat
-        return cls(
-            url=url,
-            serializer=serializer,
-            connect_timeout=bot.connect_timeout,
-            ready_timeout=bot.ready_timeout,
-            heartbeat_interval=heartbeat.interval,
-            heartbeat_timeout=heartbeat.timeout,
-        )
 
 
 @dataclass(slots=True)
@@ -528,4 +501,4 @@ class LinkMachine:
         self._emit(Note(level, fields, prefix, suffix))
 
 
-__all__ = ["CLOSE_GRACE", "TRANSITIONS", "LinkMachine", "LinkSettings", "Phase", "TransitionError"]
+__all__ = ["TRANSITIONS", "LinkMachine", "LinkSettings", "Phase", "TransitionError"]

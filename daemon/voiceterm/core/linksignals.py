@@ -1,5 +1,6 @@
-"""What the link's state machine (core/linkmachine.py) hears and says: the events the trio shell feeds it,
-each carrying the time `now`, and the actions it answers for the shell to perform. Plain frozen values."""
+"""What the link's state machine (core/linkmachine.py) is told and says: its settings, the events the trio
+shell feeds it, each carrying the time `now`, and the actions it answers for the shell to perform. Plain
+frozen values."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from voiceterm.core.linkevents import SessionEnded, SessionStarted
 from voiceterm.core.linkstate import LinkStatus
 
 __all__ = [
+    "CLOSE_GRACE",
     "AbortSession",
     "Action",
     "AttemptFailed",
@@ -24,6 +26,7 @@ __all__ = [
     "Event",
     "Failure",
     "Halt",
+    "LinkSettings",
     "Note",
     "Opened",
     "Pong",
@@ -35,6 +38,35 @@ __all__ = [
     "Tick",
     "Wake",
 ]
+
+
+CLOSE_GRACE = 0.4  # seconds for disconnect-bot and the close handshake when a session ends on purpose
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """What the machine needs from [bot] and [heartbeat]."""
+
+    url: str = ""  # masked, shown until a session says where it went
+    serializer: str = "protobuf"
+    connect_timeout: float = 10.0
+    ready_timeout: float = 5.0
+    heartbeat_interval: float = 0.0  # 0 = no pings
+    heartbeat_timeout: float = 5.0
+    close_grace: float = CLOSE_GRACE
+
+    @classmethod
+    def from_config(cls, config: Any, *, serializer: str, url: str) -> LinkSettings:
+        """From a `voiceterm.config.Config` (its [bot] and [heartbeat])."""
+        bot, heartbeat = config.bot, config.heartbeat
+        return cls(
+            url=url,
+            serializer=serializer,
+            connect_timeout=bot.connect_timeout,
+            ready_timeout=bot.ready_timeout,
+            heartbeat_interval=heartbeat.interval,
+            heartbeat_timeout=heartbeat.timeout,
+        )
 
 
 # --- events (in) --------------------------------------------------------------------------------------
