@@ -126,7 +126,6 @@ class _Session:
 
     number: int
     url: str
-    opened_at: float
     interval: float  # heartbeat settings as they were when it opened
     timeout: float
     ready_at: float | None = None  # bot-ready deadline while CONNECTED
@@ -241,7 +240,7 @@ class LinkMachine:
         self.policy.on_connected(e.now)
         self.url = e.url
         st = self.settings
-        s = _Session(self.session, e.url, e.now, st.heartbeat_interval, st.heartbeat_timeout)
+        s = _Session(self.session, e.url, st.heartbeat_interval, st.heartbeat_timeout)
         if e.rtvi:
             s.ready_at = e.now + st.ready_timeout
         if s.interval > 0:
