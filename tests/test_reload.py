@@ -49,8 +49,8 @@ async def test_components_take_live_values() -> None:
     )
     link = Link(old)
     link.reconfigure(new)
-    assert link._policy.base_delay(1) == 2.0 and link._policy.base_delay(3) == 8.0
-    assert link._policy.max_attempts == 3
+    assert link.policy.base_delay(1) == 2.0 and link.policy.base_delay(3) == 8.0
+    assert link.policy.max_attempts == 3
     assert link.config.heartbeat.interval == 3.0
     spk = Speaker(old.audio, old.earcons)
     spk.reconfigure(new)

@@ -52,8 +52,11 @@ class BotConfig:
         metadata=_meta("start endpoint (http:// or https://) POSTed before every connect; empty = use url"),
     )
     endpoint_body: Mapping[str, Any] = field(
-        default_factory=lambda: {"transport": "websocket"},
-        metadata=_meta("JSON body POSTed to the start endpoint"),
+        default_factory=dict,
+        metadata=_meta(
+            "JSON body POSTed to the start endpoint; {} = what the serializer needs: "
+            '{ transport = "websocket" } for protobuf, { transport = "twilio" } for twilio'
+        ),
     )
     endpoint_headers: Mapping[str, str] = field(
         default_factory=dict,

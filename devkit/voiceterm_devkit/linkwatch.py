@@ -1,7 +1,9 @@
 """Test and benchmark helpers that watch a running `Link`: its status history and the events it delivers.
 
-`run_link` runs a link in a nursery for the length of a block and closes it after. `StatusRecorder` subscribes to the link and keeps every status with the time.monotonic() it arrived, so a
-test can wait for a state (deadline included) and measure how long a recovery took. `EventCollector`
+`run_link` runs a link in a nursery for the length of a block and closes it after. `StatusRecorder`
+subscribes to the link and keeps every status with the time it arrived (time.monotonic(), or trio's clock
+for tests in virtual time), so a test can wait for a state (deadline included) and measure how long a
+recovery took. `EventCollector`
 drains `link.events` (optionally slowly, or not at all) and keeps what came, audio per session.
 """
 
@@ -22,21 +24,22 @@ from voiceterm.protocol.events import AudioChunk
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    at: float  # time.monotonic()
+    at: float  # the recorder's clock: time.monotonic() unless told otherwise
     status: LinkStatus
 
 
 class StatusRecorder:
-    """Every status the link publishes, in order, with its arrival time."""
+    """Every status the link publishes, in order, with its arrival time on `clock`."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.link = link
-        self.history: list[Seen] = [Seen(time.monotonic(), link.status)]
+        self.clock = clock
+        self.history: list[Seen] = [Seen(clock(), link.status)]
         self._changed = trio.Event()
         link.subscribe(self._on_status)
 
     def _on_status(self, status: LinkStatus) -> None:
-        self.history.append(Seen(time.monotonic(), status))
+        self.history.append(Seen(self.clock(), status))
         changed, self._changed = self._changed, trio.Event()
         changed.set()
 
@@ -63,6 +66,10 @@ class StatusRecorder:
 
     def states(self, since: int = 0) -> list[str]:
         return [seen.status.state.value for seen in self.history[since:]]
+
+    def timeline(self, since: int = 0) -> list[tuple[float, str]]:
+        """(time, state) of every status from `since` on."""
+        return [(seen.at, seen.status.state.value) for seen in self.history[since:]]
 
 
 @dataclass

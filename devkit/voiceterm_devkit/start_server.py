@@ -2,7 +2,9 @@
 
 It answers the way pipecat's development runner and Pipecat Cloud do: ``{"wsUrl", "token", "sessionId"}``
 plus an extra key, issuing each token from a `TokenStore` (single use; a `FaultProxy` in front of the bot
-checks them). It can demand ``Authorization: Bearer <key>`` (HTTP 401 otherwise) and records every call.
+checks them). It can demand ``Authorization: Bearer <key>`` (HTTP 401 otherwise), and, like the runner
+started with ``-t <transport>`` (pipecat/runner/run.py, ``/start``), refuse a body asking for another
+transport with HTTP 400 ``{"detail": "Transport 'x' is not allowed. ..."}``. It records every call.
 HTTP/1.1 is parsed by h11 (the library httpx's own client side uses); runs on trio.
 """
 
@@ -36,7 +38,9 @@ class StartEndpointServer:
 
     `ws_url` is what clients should connect to (the gate in front of the bot). `api_key`, when set, must
     come as a Bearer token. `fail_next` makes the next calls answer that many HTTP 503s first.
-    `issue_tokens=False` answers ``"token": null``; `url_key` picks ``wsUrl`` or ``ws_url``.
+    `issue_tokens=False` answers ``"token": null``; `url_key` picks ``wsUrl`` or ``ws_url``. `transport`, when
+    set, is the only transport the body may ask for (the runner's default when it asks for none is
+    "webrtc"). `ws_url` may be an http(s) URL, as the seed example of pipecat-client-web passes.
     """
 
     ws_url: str
@@ -45,6 +49,7 @@ class StartEndpointServer:
     url_key: str = "wsUrl"
     issue_tokens: bool = True
     fail_next: int = 0
+    transport: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
     calls: list[StartCall] = field(default_factory=list)
@@ -118,6 +123,14 @@ class StartEndpointServer:
             return 404, {"detail": "not found"}
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"detail": "missing or wrong API key"}
+        transport = body.get("transport") if isinstance(body, dict) else None
+        if transport is None:
+            transport = self.transport or "webrtc"
+        if self.transport is not None and transport != self.transport:
+            return 400, {
+                "detail": f"Transport '{transport}' is not allowed. Server is configured for "
+                f"'{self.transport}' only (-t {self.transport})."
+            }
         if self.fail_next > 0:
             self.fail_next -= 1
             return 503, {"detail": "try again"}

@@ -1,8 +1,9 @@
-"""The link against the real Pipecat echo bot on loopback: handshake, echo, kill -9 and restart, a
-black-holed path, a slow consumer, single-use tokens from a start endpoint, Twilio, barge-in.
+"""The link against the real Pipecat echo bot on loopback, for compatibility: the handshake, audio both
+ways and the bot's pongs, kill -9 and restart, start endpoints (single-use tokens, an http wsUrl, a
+refusal, the Twilio body), Twilio, barge-in.
 
-Recovery and detection times are printed (run with -s to see them) and asserted against the configured
-backoff and heartbeat plus a margin.
+The link's timing and decisions are tested in virtual time (test_link_shell.py, test_link_machine.py);
+here the assertions are on states and causes. Recovery times are printed (run with -s), never asserted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 
 import numpy as np
 import pytest
@@ -29,7 +29,6 @@ from voiceterm_devkit.start_server import StartEndpointServer
 
 pytestmark = pytest.mark.bot
 
-MARGIN = 0.5  # seconds of slack on loopback for scheduling, bot-side latency and CI noise
 # The bot holds back the last ~80 ms of an echo (its resampler's delay plus a part-filled 40 ms output
 # chunk) until more audio comes; expect the echo short by up to this much.
 ECHO_TAIL_S = 0.15
@@ -126,6 +125,7 @@ async def test_handshake_bot_ready_and_audio_echo(shared_bot: BotProcess):
     assert link.counters.sent_audio_bytes_total == sent
     assert link.counters.garbage_frames_total == 0
     assert link.counters.dropped_incoming_total == 0
+    assert link.counters.pings_sent_total >= 1 and link.counters.pings_timed_out_total == 0  # the bot pongs
     assert collector.sessions_ended()[-1].failure is False  # closed on purpose
     await bot.wait_for_async(event_is("disconnect_bot"), 5, since=mark)  # the goodbye reached the bot
 
@@ -134,11 +134,12 @@ async def test_kill_and_restart_mid_stream(fresh_bot: BotProcess, caplog):
     caplog.set_level(logging.INFO, "voiceterm.link")
     bot = fresh_bot
     cfg = make_config(bot.url, heartbeat={"interval": 0})
-    link = Link(cfg)
+    # A session that carried echo has proved the bot healthy (stable_after): each kill starts a new outage.
+    link = Link(cfg, stable_after=0.2)
     recorder = StatusRecorder(link)
     collector = EventCollector(link, keep_audio=False)
     cycles = 3
-    recoveries, startups, failures = [], [], []
+    recoveries, startups = [], []
     with trio.fail_after(40):
         async with run_link(link, collect=collector) as nursery:
             nursery.start_soon(stream_forever, link)
@@ -149,16 +150,17 @@ async def test_kill_and_restart_mid_stream(fresh_bot: BotProcess, caplog):
                 # Echo flows in this session (the bot restarted: a brand-new session each time).
                 await collector.wait_for(lambda c, s=session: c.audio_bytes.get(s, 0) >= 19200, 5)
                 mark = recorder.mark()
-                failed_before = link.counters.failures_total
                 bot.kill()
-                lost = await recorder.wait_state(LinkState.BACKING_OFF, 3, since=mark)
-                assert lost.status.last_error == "connection lost (no close frame)"
+                lost = await recorder.wait_state(LinkState.BACKING_OFF, 5, since=mark)
+                assert lost.status.last_error == "connection lost (no close frame)", f"cycle {cycle}"
                 startups.append(await trio.to_thread.run_sync(bot.restart))
                 listening_at = bot.listening_event()["t"]
-                ready = await recorder.wait_state(LinkState.READY, 5, since=mark)
+                ready = await recorder.wait_state(LinkState.READY, 10, since=mark)
                 recoveries.append(ready.at - listening_at)
-                failures.append(link.counters.failures_total - failed_before)
                 assert ready.status.connects_total == session + 1, f"cycle {cycle}"
+                # Between the loss and the new session, only the two causes an outage like this has.
+                errors = {seen.status.last_error for seen in recorder.history[mark:]}
+                assert errors <= {"connection lost (no close frame)", "connection refused"}, errors
             await collector.wait_for(lambda c: c.audio_bytes.get(cycles + 1, 0) >= 19200, 5)
             lines = link_lines(caplog)[lines_before:]
 
@@ -167,88 +169,19 @@ async def test_kill_and_restart_mid_stream(fresh_bot: BotProcess, caplog):
         + ", ".join(f"{s:.2f}" for s in startups)
         + " s; link back after the bot listened: "
         + ", ".join(f"{r:.3f}" for r in recoveries)
-        + f" s (max backoff {cfg.reconnect.max_delay} s); failed attempts per outage {failures}; "
+        + f" s (max backoff {cfg.reconnect.max_delay} s); {link.counters.failures_total} failed attempts; "
         + f"{len(lines)} log lines"
     )
-    for recovery in recoveries:
-        assert recovery <= cfg.reconnect.max_delay + MARGIN
     assert collector.sessions_started() == list(range(1, cycles + 2))
-    # Each outage logs: the loss, the first refused connect, the recovery. Not one line per attempt.
+    ended = collector.sessions_ended()
+    assert [e.reason for e in ended[:cycles]] == ["connection lost (no close frame)"] * cycles
+    # Each outage is news: the loss and the recovery are logged once each, whatever the number of refused
+    # attempts in between (how many there are depends on how fast the bot restarts: at most one line).
     text = [r.getMessage() for r in lines]
-    assert sum("connection lost" in t for t in text) == cycles
-    assert sum("connection refused" in t for t in text) == cycles
-    assert sum("state=ready" in t for t in text) == cycles
-    assert len(lines) == 3 * cycles, text
-    assert sum(failures) >= len([t for t in text if "state=backing-off" in t])
-    assert all("down=" in t for t in text if "state=ready" in t)
-
-
-async def test_black_holed_path_is_detected_and_the_link_recovers(shared_bot: BotProcess):
-    async with trio.open_nursery() as nursery:
-        proxy = FaultProxy(shared_bot.port)
-        await nursery.start(proxy.run)
-        cfg = make_config(proxy.url, bot={"connect_timeout": 1.0})
-        hb = cfg.heartbeat
-        link = Link(cfg)
-        recorder = StatusRecorder(link)
-        collector = EventCollector(link, keep_audio=False)
-        with trio.fail_after(20):
-            async with run_link(link, collect=collector) as inner:
-                inner.start_soon(stream_forever, link)
-                await recorder.wait_state(LinkState.READY, 5)
-                await collector.wait_for(lambda c: c.audio_bytes.get(1, 0) >= 9600, 5)
-                mark = recorder.mark()
-                blackholed_at = time.monotonic()
-                proxy.blackhole()
-                lost = await recorder.wait_state(LinkState.BACKING_OFF, 5, since=mark)
-                detection = lost.at - blackholed_at
-                # While the path stays dark, attempts reach the proxy but the handshake never answers.
-                await recorder.wait_for(
-                    lambda s: s.state is LinkState.BACKING_OFF and "no answer within" in (s.last_error or ""),
-                    5,
-                    since=mark,
-                )
-                mark = recorder.mark()
-                resumed_at = time.monotonic()
-                proxy.resume()
-                ready = await recorder.wait_state(LinkState.READY, 5, since=mark)
-                recovery = ready.at - resumed_at
-                session = ready.status.connects_total
-                await collector.wait_for(lambda c: c.audio_bytes.get(session, 0) >= 9600, 5)
-        nursery.cancel_scope.cancel()
-
-    print(
-        f"\nblack hole: detected after {detection:.3f} s (interval {hb.interval} + timeout {hb.timeout}); "
-        f"link back {recovery:.3f} s after the path resumed"
-    )
-    assert "no pong within 0.5 s" in lost.status.last_error
-    assert detection <= hb.interval + hb.timeout + 0.25
-    assert link.counters.pings_timed_out_total == 1
-    assert recovery <= cfg.bot.connect_timeout + cfg.reconnect.max_delay + MARGIN
-    assert proxy.counters.blackholed_bytes > 0
-
-
-async def test_a_full_events_channel_drops_audio_counts_it_and_keeps_going(shared_bot: BotProcess):
-    link = Link(make_config(shared_bot.url), events_capacity=4)
-    recorder = StatusRecorder(link)
-    collector = EventCollector(link, keep_audio=False)
-    with trio.fail_after(15):
-        async with run_link(link) as nursery:
-            await recorder.wait_state(LinkState.READY, 5)
-            await stream(link, 1.0)  # nobody reads link.events meanwhile
-            assert link.counters.dropped_incoming_total >= 10
-            assert link.status.state is LinkState.READY
-            assert link.counters.pings_timed_out_total == 0  # the reader never stalled
-            nursery.start_soon(collector.collect)
-            dropped = link.counters.dropped_incoming_total
-            received = link.counters.received_audio_total
-            await stream(link, 0.4)
-            await collector.wait_for(lambda c: c.audio_bytes.get(1, 0) >= 4 * 1920 + 9600, 5)
-    kinds = [type(e).__name__ for _, e in collector.events[:2]]
-    assert kinds == ["SessionStarted", "BotReady"]  # what the link could not drop came first, in order
-    assert link.counters.received_audio_total > received
-    assert link.counters.dropped_incoming_total - dropped < 5
-    assert link.counters.failures_total == 0
+    assert sum("connection lost" in t for t in text) == cycles, text
+    assert sum("state=ready" in t and "down=" in t for t in text) == cycles, text
+    assert sum("connection refused" in t for t in text) <= cycles, text
+    assert len(text) <= 3 * cycles, text
 
 
 async def test_start_endpoint_single_use_tokens(shared_bot: BotProcess, caplog):
@@ -303,55 +236,65 @@ async def test_start_endpoint_single_use_tokens(shared_bot: BotProcess, caplog):
         assert secret not in everything
 
 
-async def test_start_endpoint_with_ws_url_and_no_token(shared_bot: BotProcess):
+async def test_an_endpoint_answering_an_http_ws_url_connects(shared_bot: BotProcess):
+    # pipecat-client-web's own example passes wsUrl: 'http://localhost:7860/ws'; a browser maps it to ws://.
+    http_url = shared_bot.url.replace("ws://", "http://")
     async with trio.open_nursery() as nursery:
-        endpoint = StartEndpointServer(ws_url=shared_bot.url, url_key="ws_url", issue_tokens=False)
+        endpoint = StartEndpointServer(ws_url=http_url, url_key="ws_url", issue_tokens=False)
         await nursery.start(endpoint.run)
         link = Link(make_config(bot={"endpoint": endpoint.url}))
         recorder = StatusRecorder(link)
-        with trio.fail_after(10):
-            async with run_link(link):
+        collector = EventCollector(link)
+        with trio.fail_after(15):
+            async with run_link(link, collect=collector):
                 await recorder.wait_state(LinkState.READY, 5)
+                sent = await stream(link, 0.3)
+                await collector.wait_for(lambda c: c.audio_bytes.get(1, 0) >= echoed_at_least(sent), 5)
                 assert link.snapshot()["url"] == shared_bot.url
         nursery.cancel_scope.cancel()
     assert "authorization" not in endpoint.calls[0].headers  # no bot.token: no Bearer
-    assert endpoint.calls[0].body == {"transport": "websocket"}
+    assert endpoint.calls[0].body == {"transport": "websocket"}  # the default body for protobuf
 
 
-async def test_start_endpoint_rejecting_the_key_is_unfixable(shared_bot: BotProcess, caplog):
-    caplog.set_level(logging.DEBUG)
-    async with trio.open_nursery() as nursery:
-        endpoint = StartEndpointServer(ws_url=shared_bot.url, api_key="the-right-key")
-        await nursery.start(endpoint.run)
-        link = Link(make_config(bot={"endpoint": endpoint.url, "token": "a-wrong-key-123"}))
-        recorder = StatusRecorder(link)
-        with trio.fail_after(10):
-            async with run_link(link):
-                failed = await recorder.wait_state(LinkState.BACKING_OFF, 5)
-        nursery.cancel_scope.cancel()
-    assert failed.status.unfixable
-    assert "rejected the credentials (HTTP 401)" in failed.status.last_error
-    assert "a-wrong-key-123" not in caplog.text
-
-
-async def test_twilio_session_against_the_twilio_bot(twilio_bot: BotProcess):
+async def test_twilio_through_a_runner_endpoint_and_a_refusal_in_the_journal(twilio_bot: BotProcess, caplog):
+    """An endpoint that serves Twilio only (pipecat's runner with -t twilio): a protobuf link asking for
+    "websocket" is refused with 400, and the journal says why in one line; a Twilio link's default body
+    asks for "twilio" and gets a session with the real Twilio bot, audio both ways."""
+    caplog.set_level(logging.INFO, "voiceterm.link")
     bot = twilio_bot
     mark = bot.mark()
-    link = Link(make_config(bot.url, bot={"serializer": "twilio"}))
-    recorder = StatusRecorder(link)
-    collector = EventCollector(link)
-    with trio.fail_after(15):
-        async with run_link(link, collect=collector):
-            ready = await recorder.wait_state(LinkState.READY, 5)
-            assert "connected" in recorder.states()  # CONNECTED, then READY at once: no RTVI here
-            start = await bot.wait_for_async(event_is("twilio_start"), 5, since=mark)
-            assert not link.send_message(rtvi.push_to_talk("start"))  # Twilio carries no messages
-            sent = await stream(link, 0.6, rate=8000)
-            # Three resamplers on the bot's side (8k->16k in, 16k->24k echo, 24k->8k out) hold more back.
-            await collector.wait_for(
-                lambda c: c.audio_bytes.get(1, 0) >= echoed_at_least(sent, 8000, 8000, tail=0.3), 5
-            )
-            audio_in = await bot.wait_for_async(event_is("audio_in"), 5, since=mark)
+    async with trio.open_nursery() as nursery:
+        endpoint = StartEndpointServer(ws_url=bot.url, transport="twilio", issue_tokens=False)
+        await nursery.start(endpoint.run)
+        refused = Link(make_config(bot={"endpoint": endpoint.url}))
+        recorder = StatusRecorder(refused)
+        with trio.fail_after(10):
+            async with run_link(refused):
+                failed = await recorder.wait_state(LinkState.BACKING_OFF, 5)
+
+        link = Link(make_config(bot={"endpoint": endpoint.url, "serializer": "twilio"}))
+        recorder = StatusRecorder(link)
+        collector = EventCollector(link)
+        with trio.fail_after(15):
+            async with run_link(link, collect=collector):
+                ready = await recorder.wait_state(LinkState.READY, 5)
+                assert "connected" in recorder.states()  # CONNECTED, then READY at once: no RTVI here
+                start = await bot.wait_for_async(event_is("twilio_start"), 5, since=mark)
+                assert not link.send_message(rtvi.push_to_talk("start"))  # Twilio carries no messages
+                sent = await stream(link, 0.6, rate=8000)
+                # Three resamplers on the bot's side (8k->16k in, 16k->24k echo, 24k->8k out) hold more back.
+                await collector.wait_for(
+                    lambda c: c.audio_bytes.get(1, 0) >= echoed_at_least(sent, 8000, 8000, tail=0.3), 5
+                )
+                audio_in = await bot.wait_for_async(event_is("audio_in"), 5, since=mark)
+        nursery.cancel_scope.cancel()
+
+    said = "Transport 'websocket' is not allowed. Server is configured for 'twilio' only (-t twilio)."
+    assert failed.status.last_error == f"start endpoint {endpoint.url} answered HTTP 400: {said}"
+    assert failed.status.unfixable
+    journal = [r.getMessage() for r in caplog.records if r.name == "voiceterm.link"]
+    assert sum(said in line for line in journal) == 1 and all("\n" not in line for line in journal)
+    assert [c.body for c in endpoint.calls] == [{"transport": "websocket"}, {"transport": "twilio"}]
     assert ready.status.state is LinkState.READY
     assert start["streamSid"].startswith("MZ")
     assert audio_in["rate"] == 16000  # the bot's serializer decoded our mu-law into its pipeline rate

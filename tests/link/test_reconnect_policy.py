@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voiceterm.config import ReconnectConfig, config_from_dict
+from voiceterm.core.lograte import RepeatSuppressor, Throttle
 from voiceterm.core.reconnect import ReconnectPolicy
-from voiceterm.io.lograte import RepeatSuppressor, Throttle
 
 
 class FakeClock:

@@ -8,10 +8,13 @@ import pytest
 import trio
 
 from voiceterm.io.start_endpoint import (
+    MAX_REPLY_BYTES,
     StartEndpointError,
     call_start_endpoint,
+    default_body,
     mask_url,
     url_with_token,
+    websocket_url,
 )
 from voiceterm_devkit.bot import find_free_port
 from voiceterm_devkit.start_server import StartEndpointServer
@@ -63,7 +66,7 @@ async def test_bearer_and_headers_are_sent_and_a_wrong_key_is_unfixable():
     assert server.calls[0].headers["x-unit"] == "7"
     assert server.calls[0].headers["authorization"] == "Bearer right"
     assert wrong.value.unfixable and wrong.value.status == 401
-    assert "rejected the credentials (HTTP 401)" in str(wrong.value)
+    assert "rejected the credentials (HTTP 401: missing or wrong API key)" in str(wrong.value)
     assert "wrong-key" not in str(wrong.value)
 
 
@@ -118,9 +121,18 @@ def _mock(response: httpx.Response | Exception) -> httpx.AsyncClient:
         (httpx.Response(200, text="<html>hello</html>"), "without a JSON body"),
         (httpx.Response(200, json=["ws://x"]), "not an object"),
         (httpx.Response(200, json={"sessionId": "s"}), "without a wsUrl (keys: sessionId)"),
-        (httpx.Response(200, json={"wsUrl": "http://bot/ws"}), "not a ws:// or wss:// URL"),
-        (httpx.Response(200, json={"wsUrl": "ws://"}), "not a ws:// or wss:// URL"),
+        (httpx.Response(200, json={"wsUrl": "ftp://bot/ws"}), "not a ws://, wss://, http:// or https:// URL"),
+        (httpx.Response(200, json={"wsUrl": "ws://"}), "not a ws://, wss://, http:// or https:// URL"),
+        (httpx.Response(200, json={"wsUrl": "ws://bot/a b"}), "not a ws://, wss://, http:// or https:// URL"),
+        (httpx.Response(200, json={"wsUrl": ["ws://bot/ws"]}), "without a wsUrl"),
         (httpx.Response(200, json={"wsUrl": "ws://bot/ws", "token": 42}), "token that is not a string"),
+        (httpx.Response(200, content=b"[" * 50_000), "without a JSON body"),  # too deep: bounded, one line
+        (httpx.Response(200, content=b" " * (MAX_REPLY_BYTES + 1)), "more than 64 KiB"),
+        (httpx.Response(200, json={"a\nb": 1}), "without a wsUrl (keys: a\\nb)"),
+        (
+            httpx.Response(200, content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"}),
+            "a compressed body (gzip)",
+        ),
     ],
 )
 async def test_malformed_answers_are_unfixable(response, words):
@@ -129,6 +141,75 @@ async def test_malformed_answers_are_unfixable(response, words):
             await call_start_endpoint(client, "https://start.example/start", body=BODY, timeout=5)
     assert words in str(bad.value)
     assert bad.value.unfixable
+
+
+@pytest.mark.parametrize(
+    ("response", "words", "unfixable"),
+    [
+        (
+            # pipecat's runner started with -t twilio, asked for a websocket session
+            httpx.Response(
+                400,
+                json={
+                    "detail": "Transport 'websocket' is not allowed. Server is configured for 'twilio' only."
+                },
+            ),
+            "answered HTTP 400: Transport 'websocket' is not allowed. Server is configured for 'twilio' only.",
+            True,
+        ),
+        (httpx.Response(502, text="<html>\n<h1>Bad Gateway</h1>"), "answered HTTP 502: <html>", False),
+        (httpx.Response(500, text="boom\x1b[31m\rforged"), "answered HTTP 500: boom\\x1b[31m", False),
+        (
+            httpx.Response(429, json={"error": "slow down token=s3cret"}),
+            "HTTP 429: slow down token=<redacted>",
+            False,
+        ),
+        (httpx.Response(404, text=""), "answered HTTP 404", True),
+        (httpx.Response(503, text="x" * 100_000), "answered HTTP 503: " + "x" * 160 + "…", False),
+    ],
+)
+async def test_an_error_reply_names_the_status_and_its_first_line_escaped(response, words, unfixable):
+    async with _mock(response) as client:
+        with pytest.raises(StartEndpointError) as refused:
+            await call_start_endpoint(client, "https://start.example/start", body=BODY, timeout=5)
+    message = str(refused.value)
+    assert message.endswith(words) and refused.value.unfixable is unfixable
+    assert "\n" not in message and "\r" not in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("given", "opened"),
+    [
+        ("http://localhost:7860/ws", "ws://localhost:7860/ws"),  # the seed example of pipecat-client-web
+        ("https://bot.example/ws?room=1", "wss://bot.example/ws?room=1"),
+        ("HTTPS://bot.example/ws", "wss://bot.example/ws"),
+        ("wss://bot.example/ws", "wss://bot.example/ws"),
+    ],
+)
+async def test_http_urls_from_the_endpoint_open_as_websocket_urls(given, opened):
+    async with _mock(httpx.Response(200, json={"wsUrl": given, "token": "t1"})) as client:
+        result = await call_start_endpoint(client, "https://start.example/start", body=BODY, timeout=5)
+    assert result.ws_url == opened
+    assert result.connect_url.startswith(opened)
+
+
+def test_websocket_url_refuses_what_is_not_one():
+    for url in (
+        "ftp://h/x",
+        "ws://",
+        "mailto:a@b",
+        "ws://h:99999/x",
+        "//h/x",
+        "",
+        "ws://h/\x1b[2J",
+        "ws://h/a\u2028b",
+    ):
+        assert websocket_url(url) is None, url
+
+
+def test_the_default_body_asks_for_the_transport_of_the_wire_format():
+    assert default_body("protobuf") == {"transport": "websocket"}
+    assert default_body("twilio") == {"transport": "twilio"}
 
 
 async def test_a_timeout_says_how_long_it_waited():

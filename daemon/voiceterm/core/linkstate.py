@@ -1,9 +1,9 @@
-"""The bot link's observable state: a small pure value shared by the link, the status view and the app."""
+"""The bot link's observable state and counters: small pure values shared by the link, the status view and the app."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 class LinkState(enum.Enum):
@@ -33,3 +33,30 @@ class LinkStatus:
     connects_total: int = 0  # sessions opened since start
     since: float = 0.0  # trio/monotonic time the state was entered
     retry_in: float | None = None  # BACKING_OFF: the delay before the next attempt, seconds
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """The link's monotonic counters, for the status socket and the metrics file. The state machine counts
+    its decisions (connects, failures, pings, ready timeouts); the shell and the queues count the traffic."""
+
+    sent_audio_total: int = 0
+    sent_audio_bytes_total: int = 0
+    dropped_outgoing_audio_total: int = 0
+    sent_messages_total: int = 0
+    dropped_messages_total: int = 0
+    received_audio_total: int = 0
+    received_audio_bytes_total: int = 0
+    received_events_total: int = 0
+    dropped_incoming_total: int = 0
+    dropped_incoming_audio_bytes_total: int = 0  # the audio share of dropped_incoming_total, in bytes
+    garbage_frames_total: int = 0
+    connects_total: int = 0
+    failures_total: int = 0
+    start_calls_total: int = 0
+    pings_sent_total: int = 0
+    pings_timed_out_total: int = 0
+    ready_timeouts_total: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

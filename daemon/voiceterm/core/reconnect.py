@@ -93,6 +93,14 @@ class ReconnectPolicy:
             rng=rng,
         )
 
+    def reconfigured(self, config: _ReconnectSettings) -> ReconnectPolicy:
+        """A policy with new settings (SIGHUP) built by the constructor, so its checks run; the attempt count
+        and the open session carry over, so the next delay continues the current streak."""
+        new = ReconnectPolicy.from_config(config, rng=self._rng, stable_after=self.stable_after)
+        new._attempts = self._attempts
+        new._connected_at = self._connected_at
+        return new
+
     @property
     def attempts(self) -> int:
         """Consecutive failures since the last stable session (or the last reset)."""

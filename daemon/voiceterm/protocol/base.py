@@ -59,6 +59,12 @@ class Serializer(abc.ABC):
         """Messages to send right after the socket opens, before anything else."""
         return []
 
+    @classmethod
+    def carries(cls, message: dict[str, Any]) -> bool:
+        """Whether `encode_message` sends this message: every RTVI message where the format has RTVI; a
+        format without it may still carry a few (Twilio: dtmf). The link asks before it queues one."""
+        return cls.supports_rtvi
+
     @abc.abstractmethod
     def encode_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> bytes | str:
         """One mic chunk (PCM16 LE mono) as one WebSocket message; ``ProtocolError`` on bad input."""

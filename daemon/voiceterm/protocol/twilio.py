@@ -149,8 +149,8 @@ class TwilioSerializer(Serializer):
         }
         return encode_json(event, "twilio dtmf")
 
-    @staticmethod
-    def carries(message: dict[str, Any]) -> bool:
+    @classmethod
+    def carries(cls, message: dict[str, Any]) -> bool:
         """Whether `encode_message` sends this message (the link asks before it queues one for this format)."""
         data = message.get("data")
         return (
