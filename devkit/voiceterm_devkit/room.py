@@ -74,7 +74,8 @@ class _DeviceThread:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(5)
 
     def _run(self) -> None:
         import alsaaudio
@@ -311,13 +312,18 @@ class Room:
         return self
 
     def _wait_socket(self, timeout: float, deadline: float) -> None:
+        """Until the server answers a client (its socket file appears before it accepts connections)."""
         assert self._proc is not None
-        while not self.socket.exists():
+        while True:
             if self._proc.poll() is not None:
                 raise RoomUnavailable(f"pulseaudio exited ({self._proc.returncode}): {self.log_tail()}")
+            if self.socket.exists():
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                    self.pactl("info")
+                    return
             if time.monotonic() > deadline:
                 raise RoomUnavailable(f"pulseaudio did not start within {timeout:g} s: {self.log_tail()}")
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     def _start_devices(self) -> None:
         """Open the mouth's and the ear's PCMs with this room's ALSA configuration, then give the environment

@@ -185,11 +185,12 @@ class StreamClock:
     `samples` into the stream, leaves the device at the estimated `stamp`. Both can only be late (a read
     returns after its data; a device pointer that moves in steps over-reports the fill), so the smallest
     `stamp - samples / rate` is the closest to the truth. It is kept per block of `BLOCK_S` over the last
-    `BLOCKS` blocks: slow enough to ignore bursts, quick enough to follow clock drift.
+    `BLOCKS` blocks: long enough that a server delivering audio in bursts does not move it, short enough
+    to follow clock drift (100 ppm is 0.8 ms over the window).
     """
 
-    BLOCK_S = 0.5
-    BLOCKS = 4
+    BLOCK_S = 1.0
+    BLOCKS = 8
 
     def __init__(self, rate: int) -> None:
         self.rate = rate

@@ -40,9 +40,14 @@ RING_S = 4.0  # reference held ahead of the capture side: more than the largest 
 MARGIN_S = (
     0.010  # the reference is placed this much early: it leads its echo even if the fill is over-reported
 )
-UNSAFE_S = 0.004  # a clock estimate this far toward a late reference moves the alignment at once ...
-PLAYBACK_EXCESS_S = 0.025  # ... one this far the other way (needless lead) moves it too; smaller moves do not
-CAPTURE_EXCESS_S = 0.008  # (the capture side keeps closer: reading ahead of the writer loses reference)
+# A clock estimate this far toward a late reference moves the alignment at once, one this far the other way
+# (needless lead) moves it too; smaller moves do not. Playback estimates can be early (a pointer that lags
+# the truth, then catches up), so its unsafe side is tight; capture estimates never are (a read returns
+# after its data), so its anchor only has to follow clock drift.
+PLAYBACK_UNSAFE_S = 0.004
+PLAYBACK_EXCESS_S = 0.025
+CAPTURE_UNSAFE_S = 0.010
+CAPTURE_EXCESS_S = 0.010
 SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
 AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
 FRAME_S = 0.010  # the DSP works on whole 10 ms frames
@@ -55,10 +60,10 @@ class FrontendUnavailable(Exception):
 def load_library() -> Any:
     try:
         import pywebrtc_audio
-    except ImportError as e:
+    except ImportError:
         raise FrontendUnavailable(
             f"{LIBRARY} is not installed (pip install 'voiceterm[frontend]'; no wheel for 32-bit ARM): "
-            f"the mic goes to the bot without echo cancellation ({e.__class__.__name__})"
+            "the mic goes to the bot without echo cancellation"
         ) from None
     return pywebrtc_audio
 
@@ -122,12 +127,16 @@ class FrontEnd:
             mic_rate=mic_rate,
             device_rate=device_rate,
             margin=round(MARGIN_S * mic_rate),
-            unsafe_s=UNSAFE_S,
+            unsafe_s=PLAYBACK_UNSAFE_S,
             excess_s=PLAYBACK_EXCESS_S,
             settle_s=SETTLE_S,
         )
         self._capture = CaptureAligner(
-            epoch=epoch, rate=mic_rate, unsafe_s=UNSAFE_S, excess_s=CAPTURE_EXCESS_S, settle_s=SETTLE_S
+            epoch=epoch,
+            rate=mic_rate,
+            unsafe_s=CAPTURE_UNSAFE_S,
+            excess_s=CAPTURE_EXCESS_S,
+            settle_s=SETTLE_S,
         )
         self._resampler: Any = None
         self._write_pos = 0
@@ -139,8 +148,6 @@ class FrontEnd:
         self._ready = np.zeros(0, dtype=np.int16)  # processed audio not handed out yet
         self.failed: str | None = None
         self._cpu_ns = 0
-        self._late = 0  # reference samples (not silence) written later than planned: see played()
-        self._shifts = 0
         self.counters = {
             "chunks_total": 0,
             "aec_chunks_total": 0,  # chunks that went through the canceller (not idle)
@@ -162,16 +169,8 @@ class FrontEnd:
             self._resampler = self._new_resampler()
         out = self._resampler.resample_chunk(block) if self._resampler is not None else block
         with self._lock:
-            unread = self._ring.unread_from
-            if unread is not None and self._write_pos < unread:
-                # The capture side has processed this block's slot already: it plays sooner than the
-                # margin allows for. It goes to the first unread slot, and the blocks after it follow:
-                # still before its echo (which needs the acoustic path, longer than the capture
-                # stamps' lag), never dropped.
-                if audible(out):
-                    self._late += unread - self._write_pos
-                self._shifts += 1
-                self._write_pos = unread
+            # A slot the capture side has processed already stays lost (counted when it held sound): moving
+            # the block later would keep it, at the price of shifting every later block against its echo.
             self._ring.write(self._write_pos, out)
         self._write_pos += out.shape[0]
         self._cpu_ns += time.thread_time_ns() - started
@@ -305,8 +304,7 @@ class FrontEnd:
             "gain_db": round(self.gain_db, 1),
             "speech_probability": round(self.speech_probability, 2),
             "cpu_seconds_total": round(self._cpu_ns / 1e9, 3),
-            "reference_late_frames_total": self._late + ring.late_samples,
-            "reference_shifted_total": self._shifts,
+            "reference_late_frames_total": ring.late_samples,
             "reference_overflow_frames_total": ring.overflow_samples,
             "reference_frames_total": ring.written_samples,
             **self.counters,
