@@ -47,7 +47,7 @@ MARGIN_S = (
 PLAYBACK_UNSAFE_S = 0.004
 PLAYBACK_EXCESS_S = 0.025
 CAPTURE_UNSAFE_S = 0.010
-CAPTURE_EXCESS_S = 0.010
+CAPTURE_EXCESS_S = 0.025
 SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
 AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
 FRAME_S = 0.010  # the DSP works on whole 10 ms frames
@@ -116,7 +116,7 @@ class FrontEnd:
         self.cfg = cfg
         self.rate = mic_rate
         self.device_rate = device_rate
-        self.library = library_version()
+        self.library = "pywebrtc-audio"  # the version is looked up on the capture thread (it takes ~20 ms)
         self._dsp = _Dsp(lib, cfg, mic_rate)
         self._frame = max(1, round(mic_rate * FRAME_S))
         epoch = time.perf_counter()
@@ -139,7 +139,9 @@ class FrontEnd:
             settle_s=SETTLE_S,
         )
         self._resampler: Any = None
+        self._silence_carry = 0  # device frames x mic rate not yet turned into silent mic samples
         self._write_pos = 0
+        self._next_capture = 0
         self._meter = EchoMeter(mic_rate)
         self._reset_requested = False
         self._far_quiet = math.inf  # samples since the reference last held sound
@@ -147,7 +149,8 @@ class FrontEnd:
         self._pending_far = np.zeros(0, dtype=np.int16)
         self._ready = np.zeros(0, dtype=np.int16)  # processed audio not handed out yet
         self.failed: str | None = None
-        self._cpu_ns = 0
+        self._cpu_ns = 0  # capture side (the DSP)
+        self._ref_cpu_ns = 0  # speaker side (the reference tap)
         self.counters = {
             "chunks_total": 0,
             "aec_chunks_total": 0,  # chunks that went through the canceller (not idle)
@@ -167,13 +170,13 @@ class FrontEnd:
             log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
             self._write_pos = pos
             self._resampler = self._new_resampler()
-        out = self._resampler.resample_chunk(block) if self._resampler is not None else block
+        out = self._resample(block)
         with self._lock:
             # A slot the capture side has processed already stays lost (counted when it held sound): moving
             # the block later would keep it, at the price of shifting every later block against its echo.
             self._ring.write(self._write_pos, out)
         self._write_pos += out.shape[0]
-        self._cpu_ns += time.thread_time_ns() - started
+        self._ref_cpu_ns += time.thread_time_ns() - started
 
     def flushed(self, at: float) -> None:
         """The device dropped what it held at `at` (an interruption): silence from there on."""
@@ -187,6 +190,20 @@ class FrontEnd:
         echo path may be another one when it is back."""
         self.flushed(time.perf_counter())
         self._reset_requested = True
+
+    def _resample(self, block: np.ndarray) -> np.ndarray:
+        """The block at the mic rate. The silence fill skips the resampler (a kiosk mostly listens): its
+        length is kept exact, and the resampler restarts from silence at the next sound."""
+        if self.device_rate == self.rate:
+            return block
+        if block.any():
+            if self._resampler is None:
+                self._resampler = self._new_resampler()
+            return self._resampler.resample_chunk(block)
+        self._resampler = None
+        self._silence_carry += block.shape[0] * self.rate
+        n, self._silence_carry = divmod(self._silence_carry, self.device_rate)
+        return np.zeros(n, dtype=np.int16)
 
     def _new_resampler(self) -> Any:
         if self.device_rate == self.rate:
@@ -212,9 +229,11 @@ class FrontEnd:
         started = time.thread_time_ns()
         near = np.frombuffer(data, dtype="<i2")
         n = near.shape[0]
+        expected = self._next_capture
         pos, realigned = self._capture.locate(n, stamp)
+        self._next_capture = pos + n
         if realigned:
-            log.debug("capture realigned %s", kv(pos=pos))
+            log.debug("capture realigned %s", kv(shift=pos - expected, pos=pos))
         with self._lock:
             far = self._ring.read(pos, n)
         self.counters["chunks_total"] += 1
@@ -231,6 +250,8 @@ class FrontEnd:
         return out.tobytes()
 
     def _process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        if self.counters["chunks_total"] == 1:
+            self.library = library_version()
         if self._reset_requested:
             self._reset_requested = False
             self._dsp.reset()
@@ -266,7 +287,7 @@ class FrontEnd:
             if self._far_quiet < AEC_IDLE_S * self.rate:
                 out = dsp.aec.process(near, far)
                 self.counters["aec_chunks_total"] += 1
-            self._meter.observe(near, far, out)
+                self._meter.observe(near, far, out)  # idle: no reference, nothing to measure
         if dsp.clean is not None:
             out = dsp.clean.process(out)
             self.speech_probability = dsp.clean.speech_probability
@@ -303,7 +324,9 @@ class FrontEnd:
             "diverged_total": fig.diverged_blocks,
             "gain_db": round(self.gain_db, 1),
             "speech_probability": round(self.speech_probability, 2),
-            "cpu_seconds_total": round(self._cpu_ns / 1e9, 3),
+            "cpu_seconds_total": round((self._cpu_ns + self._ref_cpu_ns) / 1e9, 3),
+            "capture_cpu_seconds_total": round(self._cpu_ns / 1e9, 3),
+            "reference_cpu_seconds_total": round(self._ref_cpu_ns / 1e9, 3),
             "reference_late_frames_total": ring.late_samples,
             "reference_overflow_frames_total": ring.overflow_samples,
             "reference_frames_total": ring.written_samples,
