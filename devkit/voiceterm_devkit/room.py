@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from voiceterm_devkit.bot import terminate
 
 PLUGIN_GLOB = "/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"
 START_TIMEOUT_S = 15.0
@@ -357,14 +358,8 @@ class Room:
             self.mouth = None
         if self.ear is not None:
             self.ear.stop()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self._proc is not None:
+            terminate(self._proc, 5.0)
         self._proc = None
 
     def __enter__(self) -> Room:
