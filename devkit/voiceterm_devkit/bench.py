@@ -194,7 +194,8 @@ class Bench:
             run_dir,
             bot_url=self.bot.url,
             alsa=alsa,
-            config={"push_to_talk": {"max_turn_s": max_turn_s}},
+            # File devices have no echo path: the front-end's cost is measured on the room tier (--tier room).
+            config={"push_to_talk": {"max_turn_s": max_turn_s}, "frontend": {"mode": "off"}},
         )
 
     def startup_times(self, n: int) -> list[float]:
