@@ -9,7 +9,7 @@
 #        sudo scripts/install.sh --uninstall [--purge]
 # Environment: VOICETERM_INSTALL_PIP_ARGS  extra `pip install` arguments (e.g. --no-deps --no-index)
 #              VOICETERM_PYTHON            interpreter for the venv (default /usr/bin/python3)
-#              VOICETERM_INSTALL_EXTRAS    optional parts to install (default endpoint; "" = plain)
+#              VOICETERM_INSTALL_EXTRAS    optional parts to install (default endpoint,frontend; "" = plain)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,8 +21,9 @@ DO_VENV=1
 UNINSTALL=0
 PURGE=0
 PIP_ARGS="${VOICETERM_INSTALL_PIP_ARGS:-}"
-# A device gets the GPIO panel and the start endpoint; a plain install (no GPIO, plain URL) sets this empty.
-EXTRAS="${VOICETERM_INSTALL_EXTRAS-endpoint}"
+# A device gets the start endpoint and the audio front-end (echo cancellation: pywebrtc-audio, whose wheels
+# exist for x86_64 and aarch64; pip skips it elsewhere); a plain install sets this empty.
+EXTRAS="${VOICETERM_INSTALL_EXTRAS-endpoint,frontend}"
 APT_BASE=(python3-venv python3-dev gcc libasound2-dev alsa-utils)
 
 # Temporary files and directories, removed however the script ends.
@@ -52,7 +53,7 @@ Installs voiceterm from this checkout ($REPO) as a systemd service.
   -h, --help     this text
 
 Environment: VOICETERM_INSTALL_PIP_ARGS (extra pip arguments), VOICETERM_PYTHON (venv interpreter),
-VOICETERM_INSTALL_EXTRAS (optional parts, default endpoint; empty for a plain install).
+VOICETERM_INSTALL_EXTRAS (optional parts, default endpoint,frontend; empty for a plain install).
 EOF
 }
 
@@ -183,6 +184,15 @@ venv_step() {
     TMP_PATHS+=("$build")
     tar -C "$REPO" --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' \
         -cf - pyproject.toml README.md daemon | tar -C "$build" -xf -
+    case ",$EXTRAS," in
+    *,frontend,*)
+        case "$(uname -m)" in
+        x86_64 | aarch64) ;;
+        *) say "note: no pywebrtc-audio wheel for $(uname -m): the audio front-end (echo cancellation) stays off;" \
+            "in always-on mode with a loudspeaker set [audio] half_duplex = true (see README)" ;;
+        esac
+        ;;
+    esac
     say "installing voiceterm into ${VENV}"
     # PIP_ARGS is a list of options on purpose: split it on spaces.
     # shellcheck disable=SC2086

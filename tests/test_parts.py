@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from voiceterm.config import Config, ConfigError, config_from_dict
-from voiceterm.parts import ENDPOINT, GPIO, check_parts, installed, needed
+from voiceterm.parts import ENDPOINT, FRONTEND, GPIO, check_parts, installed, needed
 from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.daemonproc import DaemonProcess
 
-BLOCKED = ("gpiozero", "httpx", "voiceterm.protocol.twilio")
+BLOCKED = ("gpiozero", "httpx", "voiceterm.protocol.twilio", "pywebrtc_audio")
 
 
 @pytest.fixture
@@ -46,6 +46,9 @@ def test_what_a_configuration_needs() -> None:
     assert needed(config_from_dict({"gpio": {"enabled": False}})) == []
     both = config_from_dict({"bot": {"endpoint": "https://api.example/start"}})
     assert needed(both) == [GPIO, ENDPOINT]
+    # The front-end runs when it can ("auto", the default); only "on" makes it a requirement.
+    assert FRONTEND not in needed(Config())
+    assert needed(config_from_dict({"gpio": {"enabled": False}, "frontend": {"mode": "on"}})) == [FRONTEND]
     assert installed("json") and not installed("voiceterm_no_such_module")
     check_parts(both)  # the test environment has every part
 
@@ -62,6 +65,12 @@ def test_what_a_configuration_needs() -> None:
             '[gpio]\nenabled = false\n[bot]\nendpoint = "https://api.example/start"\n',
             "bot.endpoint: needs httpx, which is not installed; pip install 'voiceterm[endpoint]' "
             '(or apt install python3-httpx), or set bot.endpoint = "" and use bot.url',
+        ),
+        (
+            '[gpio]\nenabled = false\n[frontend]\nmode = "on"\n',
+            "frontend.mode: needs pywebrtc_audio, which is not installed; pip install 'voiceterm[frontend]' "
+            '(wheels for x86_64 and aarch64 only), or set frontend.mode = "auto" or "off" (then there is no '
+            "echo cancellation: see audio.half_duplex)",
         ),
     ],
 )
@@ -115,6 +124,9 @@ def test_a_plain_install_runs_a_turn_without_the_optional_parts(
         assert json.loads(stop.stdout)["result"] == {"turn": False}
         snap = daemon.status()
         assert snap is not None and snap["panel"]["gpio"] is False and snap["events"]["error"] is None
+        # No DSP library: "auto" runs without the front-end and says why.
+        assert snap["frontend"]["state"] == "unavailable"
+        assert "pywebrtc_audio is not installed" in snap["frontend"]["error"]
     finally:
         daemon.signal(15)
         assert daemon.proc is not None

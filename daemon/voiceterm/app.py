@@ -96,6 +96,8 @@ class Daemon:
         self.link = Link(cfg, serializer_cls=self.serializer_cls)
         self.mic: Any = None
         self.speaker: Any = None
+        self.frontend: Any = None  # io/frontend.FrontEnd: echo cancellation etc. on the capture thread
+        self.frontend_off = "off"  # why there is none
         self.panel: Any = None
         self._view_changed = trio.Event()
         self._timer_changed = trio.Event()
@@ -124,16 +126,30 @@ class Daemon:
     # --- wiring ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        from voiceterm.io.frontend import make_frontend, reference_of
         from voiceterm.io.mic import Microphone
         from voiceterm.io.speaker import Speaker
 
         cfg = self.cfg
+        self.frontend, self.frontend_off = make_frontend(
+            cfg.frontend, mic_rate=self.mic_rate, device_rate=cfg.audio.player_sample_rate
+        )
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._signals)
             self.link.subscribe(self._on_link_status)
-            self.speaker = Speaker(cfg.audio, cfg.earcons, on_fault=self._fault_cb("playback"))
-            self.mic = Microphone(cfg.audio, sample_rate=self.mic_rate, on_fault=self._fault_cb("capture"))
+            self.speaker = Speaker(
+                cfg.audio,
+                cfg.earcons,
+                on_fault=self._fault_cb("playback"),
+                reference=reference_of(self.frontend),
+            )
+            self.mic = Microphone(
+                cfg.audio,
+                sample_rate=self.mic_rate,
+                on_fault=self._fault_cb("capture"),
+                frontend=self.frontend,
+            )
             mic_send, mic_recv = trio.open_memory_channel(MIC_QUEUE)
             edge_send, edge_recv = trio.open_memory_channel(EDGE_QUEUE)
             await nursery.start(self.speaker.run)
@@ -515,6 +531,12 @@ class Daemon:
             },
             "events": {**self.events.snapshot(), "error": self.events_error},
             "integrations": self.integrations.snapshot(),
+            "frontend": self.frontend.stats()
+            if self.frontend
+            else {
+                "state": "unavailable" if self.frontend_off != "off" else "off",
+                "error": self.frontend_off,
+            },
         }
 
     def _latency(self) -> dict[str, Any]:

@@ -328,6 +328,29 @@ class TwilioConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontendConfig:
+    mode: Literal["auto", "on", "off"] = field(
+        default="auto",
+        metadata=_meta(
+            '"auto" (process the mic when pywebrtc-audio is installed), "on" (required) or "off" (raw mic)'
+        ),
+    )
+    echo_cancellation: bool = field(
+        default=True, metadata=_meta("remove the bot's own voice from the mic (barge-in by voice)")
+    )
+    noise_suppression: bool = field(default=True, metadata=_meta("suppress steady background noise"))
+    noise_suppression_level: int = field(
+        default=1, metadata=_meta("0-3: 6, 12, 18 or 21 dB of noise suppression", 0, 3)
+    )
+    high_pass: bool = field(default=True, metadata=_meta("cut rumble and DC below about 80 Hz"))
+    auto_gain: bool = field(default=True, metadata=_meta("automatic gain for quiet or distant voices"))
+    max_gain_db: float = field(
+        default=10.0,
+        metadata=_meta("most gain auto_gain adds (more also raises what is left of the echo)", 0, 30),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -341,6 +364,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     functions: FunctionsConfig = field(default_factory=FunctionsConfig)
     twilio: TwilioConfig = field(default_factory=TwilioConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     @property

@@ -6,7 +6,10 @@ numpy/soxr, gpiozero). gpiozero is imported only when [gpio] is enabled (it cost
 time), but it is a dependency, so the shipped example configuration works after a plain install; a
 system install that left it out still gets the one-line error. The start endpoint (httpx) is an extra,
 imported only when the configuration turns it on; the Twilio codec is ours and is imported only when it
-is the configured serializer. `voiceterm run` and `check-config` call `check_parts` so a missing part is a configuration
+is the configured serializer. The audio front-end (echo cancellation, noise suppression, gain: WebRTC's audio
+processing through pywebrtc-audio) is the `frontend` extra: wheels exist for x86_64 and aarch64, none for
+32-bit ARM, so `[frontend] mode = "auto"` (the default) runs without it and says so once, and only
+`mode = "on"` makes it a requirement. `voiceterm run` and `check-config` call `check_parts` so a missing part is a configuration
 error (exit 78) before anything starts, not an ImportError in the middle of the night.
 """
 
@@ -23,7 +26,7 @@ from voiceterm.config import Config, ConfigError
 class Part:
     module: str  # what must import
     pip: str  # what to pip install to bring it
-    apt: str  # Debian / Raspberry Pi OS package that brings it, for a system-wide install
+    apt: str  # Debian / Raspberry Pi OS package that brings it, for a system-wide install ("" = none)
     key: str  # the setting that asks for it
     instead: str  # how to not need it
 
@@ -31,6 +34,13 @@ class Part:
 GPIO = Part("gpiozero", "gpiozero", "python3-gpiozero", "gpio.enabled", "set gpio.enabled = false")
 ENDPOINT = Part(
     "httpx", "'voiceterm[endpoint]'", "python3-httpx", "bot.endpoint", 'set bot.endpoint = "" and use bot.url'
+)
+FRONTEND = Part(
+    "pywebrtc_audio",
+    "'voiceterm[frontend]' (wheels for x86_64 and aarch64 only)",
+    "",
+    "frontend.mode",
+    'set frontend.mode = "auto" or "off" (then there is no echo cancellation: see audio.half_duplex)',
 )
 
 
@@ -41,6 +51,8 @@ def needed(cfg: Config) -> list[Part]:
         parts.append(GPIO)
     if cfg.bot.endpoint:
         parts.append(ENDPOINT)
+    if cfg.frontend.mode == "on":
+        parts.append(FRONTEND)
     return parts
 
 
@@ -58,10 +70,11 @@ def check_parts(cfg: Config) -> None:
     """Raise ConfigError (one line) for the first part `cfg` needs that is not installed."""
     for part in needed(cfg):
         if not installed(part.module):
+            apt = f" (or apt install {part.apt})" if part.apt else ""
             raise ConfigError(
                 f"{cfg.source}: {part.key}: needs {part.module}, which is not installed; "
-                f"pip install {part.pip} (or apt install {part.apt}), or {part.instead}"
+                f"pip install {part.pip}{apt}, or {part.instead}"
             )
 
 
-__all__ = ["ENDPOINT", "GPIO", "Part", "check_parts", "installed", "needed"]
+__all__ = ["ENDPOINT", "FRONTEND", "GPIO", "Part", "check_parts", "installed", "needed"]

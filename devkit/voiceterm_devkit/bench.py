@@ -194,7 +194,8 @@ class Bench:
             run_dir,
             bot_url=self.bot.url,
             alsa=alsa,
-            config={"push_to_talk": {"max_turn_s": max_turn_s}},
+            # File devices have no echo path: the front-end's cost is measured on the room tier (--tier room).
+            config={"push_to_talk": {"max_turn_s": max_turn_s}, "frontend": {"mode": "off"}},
         )
 
     def startup_times(self, n: int) -> list[float]:
@@ -651,6 +652,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restarts", type=int, default=10, help="bot kill -9 / restart cycles timed")
     parser.add_argument("--quick", action="store_true", help="10 s windows, 3 of each cycle")
     parser.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
+    parser.add_argument(
+        "--tier",
+        choices=("files", "room"),
+        default="files",
+        help="files: file PCMs paced by the wall clock; room: clocked PulseAudio devices with an echo path, "
+        "device pacing, and the audio front-end's cost (voiceterm_devkit.bench_room)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.startups, args.interruptions, args.restarts = 10.0, 3, 3, 3
@@ -662,11 +670,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = Bench(args, out_dir).run()
+    if args.tier == "room":
+        from voiceterm_devkit.bench_room import RoomBench, print_frontend_cost
+
+        results = RoomBench(args, out_dir).run()
+    else:
+        results = Bench(args, out_dir).run()
     png = plot(results, out_dir / "latency.png")
     json_path = out_dir / "results.json"
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print_report(results, json_path, png)
+    if args.tier == "room":
+        print_frontend_cost(results)
     return 0
 
 

@@ -64,8 +64,11 @@ class BotProcess:
     """One echo bot on 127.0.0.1:`port`, restartable on the same port.
 
     Every event the bot writes gets two extra keys: ``gen`` (which start of the process wrote it: 1, 2 ...)
-    and ``received`` (time.monotonic() when the launcher read it).
+    and ``received`` (time.monotonic() when the launcher read it). A subclass may launch another bot by
+    overriding `command()`, and give it a stdin pipe (`stdin`, written with `send`).
     """
+
+    stdin: int = subprocess.DEVNULL
 
     def __init__(
         self,
@@ -142,7 +145,7 @@ class BotProcess:
         with open(self.stderr_path, "ab") as err:
             self._proc = subprocess.Popen(
                 self.command(),
-                stdin=subprocess.DEVNULL,
+                stdin=self.stdin,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -158,6 +161,14 @@ class BotProcess:
             # A test run that dies without stop() must not leave bots holding ports.
             atexit.register(self.kill)
             self._atexit_registered = True
+
+    def send(self, line: str) -> None:
+        """One line to the bot's stdin (a bot started with `stdin = subprocess.PIPE`)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.poll() is not None:
+            raise BotError(f"bot on port {self.port} is not running with a stdin pipe")
+        proc.stdin.write((line + "\n").encode())
+        proc.stdin.flush()
 
     def wait_listening(self, timeout: float = 20.0) -> float:
         """Block until this start of the bot accepts connections; returns the startup time in seconds."""

@@ -28,8 +28,20 @@ ENUMS: Mapping[str, Sequence[str]] = {
     "link.state": tuple(s.value for s in LinkState),
     "status": (),
     "panel.status": (),
+    "frontend.state": ("off", "unavailable", "running", "failed"),
 }
 INFO_KEY = "version"  # top-level string rendered as an info metric
+
+# HELP lines for the figures whose meaning a dashboard reader cannot guess from the name.
+HELP_TEXTS: Mapping[str, str] = {
+    "frontend.erle_db": "echo return loss enhancement over the bot's recent speech (median of 1 s blocks), dB",
+    "frontend.echo_delay_ms": "delay of the echo behind the aligned reference, as the canceller has to find it",
+    "frontend.diverged_total": "1 s blocks of the bot's speech in which the canceller's output was louder than its input",
+    "frontend.resets_total": "canceller resets (a device reopened)",
+    "frontend.reference_late_frames_total": "reference audio written after its slot was processed (mic-rate frames)",
+    "frontend.cpu_seconds_total": "CPU time spent in the front-end (capture and reference sides)",
+    "frontend.gain_db": "gain the automatic gain control applies now",
+}
 
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -42,7 +54,7 @@ def render_prometheus(
     help_texts: Mapping[str, str] | None = None,
 ) -> str:
     """Render `snapshot` (nested dicts) as Prometheus text; `help_texts` maps dotted keys to HELP lines."""
-    helps = help_texts or {}
+    helps = HELP_TEXTS if help_texts is None else help_texts
     seen: set[str] = set()
     out: list[str] = []
     for path, value in _walk(snapshot, ()):
@@ -114,4 +126,4 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-__all__ = ["ENUMS", "render_prometheus"]
+__all__ = ["ENUMS", "HELP_TEXTS", "render_prometheus"]

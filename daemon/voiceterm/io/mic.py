@@ -5,6 +5,9 @@ The handle is opened once and kept (reopening per turn is what makes USB mics re
 reopened by name with backoff only when the device fails. A read that reports an overrun is a dropped
 period: counted, logged once per burst, its bytes never used. `level` gives the RMS and peak dBFS of the
 latest chunk for the CLI meter and the logs.
+
+With an audio front-end (io/frontend.py), each chunk goes through it on this thread before it is handed
+over: the chunk's `pcm` is the processed audio and `raw` what the device gave (after mic_gain_db).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class MicChunk:
 
     pcm: bytes
     captured_at: float  # trio.current_time() when the read returned
+    raw: bytes | None = None  # before the front-end, when there is one
 
 
 class Microphone(DeviceWorker):
@@ -61,6 +65,7 @@ class Microphone(DeviceWorker):
         *,
         sample_rate: int | None = None,
         on_fault: Callable[[str | None], None] | None = None,
+        frontend: Any = None,
     ) -> None:
         super().__init__(
             audio.capture_device,
@@ -74,6 +79,7 @@ class Microphone(DeviceWorker):
         self.gain_db = audio.mic_gain_db
         self.wall_clock = audio.pacing == "wall-clock"
         self.periods = max(CAPTURE_MIN_PERIODS, audio.buffer_periods)
+        self.frontend = frontend  # io/frontend.FrontEnd or None: runs on the capture thread
         self._last_pcm: bytes = b""  # the latest chunk, for `level`
         self._level_of: bytes = b""
         self._level: tuple[float, float] = (DBFS_FLOOR, DBFS_FLOOR)
@@ -141,6 +147,8 @@ class Microphone(DeviceWorker):
             "capture device open %s",
             kv(device=self.device, rate=pcm.rate, period=pcm.period_frames, buffer=pcm.buffer_frames),
         )
+        if self.frontend is not None:
+            self.frontend.capture_reset()
 
     def _serve(self, pcm: AlsaPcm) -> None:
         period_s = pcm.period_frames / pcm.rate
@@ -190,6 +198,8 @@ class Microphone(DeviceWorker):
         """A read that lost data: count it, never use its bytes, log once per burst."""
         self._overruns_total += 1
         self._good_reads = 0
+        if self.frontend is not None:
+            self.frontend.capture_discontinuity()
         if not self._in_burst:
             self._in_burst = True
             log.warning(
@@ -206,9 +216,12 @@ class Microphone(DeviceWorker):
     def _emit(self, data: bytes, perf_time: float) -> None:
         if self.gain_db:
             data = apply_gain_db(data, self.gain_db)
+        raw = None
+        if self.frontend is not None:
+            raw, data = data, self.frontend.process(data, perf_time)
         self._last_pcm = data
         self._chunks_total += 1
-        self._post(self._deliver, MicChunk(data, perf_time + self._trio_offset))
+        self._post(self._deliver, MicChunk(data, perf_time + self._trio_offset, raw))
 
 
 __all__ = ["EPIPE", "MicChunk", "Microphone"]

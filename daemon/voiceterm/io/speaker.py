@@ -13,6 +13,9 @@ Choices, and why:
   the speaker goes silent within the one period that may be in flight, not after the whole buffer.
 - Earcons are mixed over whatever plays (bot audio or silence), never instead of it, so a tone neither
   delays nor cuts the bot. They stay local: nothing here sends audio anywhere.
+- With an audio front-end, every block written (bot audio after volume, earcons, silence fill: exactly
+  what the device plays) goes to its echo reference with the time its first frame leaves the device, and
+  a drop or a closed device silences what was planned (`_reference_*` below).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Speaker(DeviceWorker):
         earcons: EarconsConfig,
         *,
         on_fault: Callable[[str | None], None] | None = None,
+        reference: Any = None,
     ) -> None:
         super().__init__(
             audio.playback_device,
@@ -79,6 +83,7 @@ class Speaker(DeviceWorker):
         self.volume = audio.volume_percent / 100.0
         self.wall_clock = audio.pacing == "wall-clock"
         self.earcons = earcons
+        self.reference = reference  # io/frontend.FrontEnd or None: told every block written, on this thread
         self.last_write_at: float | None = None
         self._cond = threading.Condition()
         self._playout = PlayoutBuffer(
@@ -272,6 +277,7 @@ class Speaker(DeviceWorker):
             self._writing_bot = False
             self._audible_until = 0.0
             self._device_delay = 0
+        self._reference_reset()
 
     def _serve(self, pcm: AlsaPcm) -> None:
         period = pcm.period_frames
@@ -317,6 +323,7 @@ class Speaker(DeviceWorker):
                     self._gone_pos += bot
             if drop_now:
                 pcm.drop()
+                self._reference_flushed()
                 if pacer is not None:
                     pacer.reset()
                 self._device_delay = 0
@@ -345,6 +352,7 @@ class Speaker(DeviceWorker):
                         self.device,
                     )
                     pacer = PlaybackPacer(rate)
+            self._reference_played(block, done, fill_after, rate)
             with cond:
                 self._writing_bot = False
                 self._device_frames += block.shape[0]
@@ -364,6 +372,21 @@ class Speaker(DeviceWorker):
             else:
                 self._xruns += pcm.xruns
                 pcm.xruns = 0
+
+    # --- the front-end's echo reference (device thread) -------------------------------------------
+
+    def _reference_played(self, block: np.ndarray, done: float, fill_after: int, rate: int) -> None:
+        """The block just written starts playing once the `fill_after - len(block)` frames ahead of it have."""
+        if self.reference is not None:
+            self.reference.played(block, done + max(0, fill_after - block.shape[0]) / rate)
+
+    def _reference_flushed(self) -> None:
+        if self.reference is not None:
+            self.reference.flushed(time.perf_counter())
+
+    def _reference_reset(self) -> None:
+        if self.reference is not None:
+            self.reference.playback_reset()
 
     def _time_written(self, first: int, bot: int, written_at: float, ahead_s: float) -> None:
         """Bot frames [first, first + bot) of the stream were written at the start of a block, behind

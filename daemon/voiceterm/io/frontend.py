@@ -1,0 +1,360 @@
+"""The audio front-end between the microphone and the link: echo cancellation, noise suppression, high-pass
+and capped automatic gain (WebRTC's audio processing through pywebrtc-audio), and the far-end reference tap.
+
+Threads, and why: the DSP runs on the capture thread, inside `Microphone` (a chunk costs well under a
+millisecond and the capture buffer is eight periods deep), so the trio thread never does DSP and there is
+no extra thread or queue. The speaker's thread hands every block it writes to `played()` — exactly what
+goes to ALSA, after volume, earcons and the silence fill — with the time its first frame leaves the
+device; the block is resampled to the mic rate (soxr "QQ": one sample of delay, so the newest audio is in
+the reference at once) and stored on the shared timeline (core/echo_reference.py). The one lock guards
+only that ring; the canceller objects belong to the capture thread. Every reference the capture side
+reads is consumed, so a block written for a moment already processed is *late*, counted, and never used.
+
+Stages, in order: echo canceller (AEC3, with its own high-pass) -> noise suppression and high-pass ->
+automatic gain capped at `max_gain_db`. The canceller is skipped while the reference has been silent for
+`AEC_IDLE_S` (it would only cost CPU), and resumes at the first chunk whose reference is not silent,
+before that audio's echo can arrive. Figures measured around the canceller (core/echo_stats.py) go to
+`voiceterm status`, the metrics file and `voiceterm meter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from voiceterm.config import FrontendConfig
+from voiceterm.core.echo_reference import CaptureAligner, PlaybackAligner, ReferenceRing, audible
+from voiceterm.core.echo_stats import EchoMeter
+from voiceterm.logs import kv
+
+log = logging.getLogger("voiceterm.audio")
+
+LIBRARY = "pywebrtc_audio"
+RING_S = 4.0  # reference held ahead of the capture side: more than the largest playback buffer
+MARGIN_S = (
+    0.010  # the reference is placed this much early: it leads its echo even if the fill is over-reported
+)
+# A clock estimate this far toward a late reference moves the alignment at once, one this far the other way
+# (needless lead) moves it too; smaller moves do not. Playback estimates can be early (a pointer that lags
+# the truth, then catches up), so its unsafe side is tight; capture estimates never are (a read returns
+# after its data), so its anchor only has to follow clock drift.
+PLAYBACK_UNSAFE_S = 0.004
+PLAYBACK_EXCESS_S = 0.025
+CAPTURE_UNSAFE_S = 0.010
+CAPTURE_EXCESS_S = 0.025
+SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
+AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
+FRAME_S = 0.010  # the DSP works on whole 10 ms frames
+
+
+class FrontendUnavailable(Exception):
+    """The DSP library is not installed; the message is one line naming what to install."""
+
+
+def load_library() -> Any:
+    try:
+        import pywebrtc_audio
+    except ImportError:
+        raise FrontendUnavailable(
+            f"{LIBRARY} is not installed (pip install 'voiceterm[frontend]'; no wheel for 32-bit ARM): "
+            "the mic goes to the bot without echo cancellation"
+        ) from None
+    return pywebrtc_audio
+
+
+def library_version() -> str:
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        return f"pywebrtc-audio {version('pywebrtc-audio')}"
+    return "pywebrtc-audio"
+
+
+class _Dsp:
+    """The three stages, each optional; used from the capture thread only."""
+
+    def __init__(self, lib: Any, cfg: FrontendConfig, rate: int) -> None:
+        self.aec = lib.EchoCanceller(sample_rate=rate) if cfg.echo_cancellation else None
+        clean = cfg.noise_suppression or cfg.high_pass
+        self.clean = (
+            lib.AudioProcessor(
+                sample_rate=rate,
+                noise_suppression=cfg.noise_suppression,
+                ns_level=cfg.noise_suppression_level,
+                high_pass_filter=cfg.high_pass,
+            )
+            if clean
+            else None
+        )
+        self.agc = (
+            lib.GainController(sample_rate=rate, max_gain_db=cfg.max_gain_db) if cfg.auto_gain else None
+        )
+
+    def reset(self) -> None:
+        for stage in (self.aec, self.clean, self.agc):
+            if stage is not None:
+                stage.reset()
+
+
+class FrontEnd:
+    """One front-end for one microphone stream at `mic_rate`, fed by a speaker at `device_rate`.
+
+    Speaker thread: `played`, `flushed`, `playback_reset`. Capture thread: `process`, `capture_reset`,
+    `capture_discontinuity`. Any thread: `stats`.
+    """
+
+    def __init__(
+        self, cfg: FrontendConfig, *, mic_rate: int, device_rate: int, lib: Any | None = None
+    ) -> None:
+        lib = lib or load_library()
+        self.cfg = cfg
+        self.rate = mic_rate
+        self.device_rate = device_rate
+        self.library = "pywebrtc-audio"  # the version is looked up on the capture thread (it takes ~20 ms)
+        self._dsp = _Dsp(lib, cfg, mic_rate)
+        self._frame = max(1, round(mic_rate * FRAME_S))
+        epoch = time.perf_counter()
+        self._lock = threading.Lock()
+        self._ring = ReferenceRing(round(RING_S * mic_rate))
+        self._play = PlaybackAligner(
+            epoch=epoch,
+            mic_rate=mic_rate,
+            device_rate=device_rate,
+            margin=round(MARGIN_S * mic_rate),
+            unsafe_s=PLAYBACK_UNSAFE_S,
+            excess_s=PLAYBACK_EXCESS_S,
+            settle_s=SETTLE_S,
+        )
+        self._capture = CaptureAligner(
+            epoch=epoch,
+            rate=mic_rate,
+            unsafe_s=CAPTURE_UNSAFE_S,
+            excess_s=CAPTURE_EXCESS_S,
+            settle_s=SETTLE_S,
+        )
+        self._resampler: Any = None
+        self._silence_carry = 0  # device frames x mic rate not yet turned into silent mic samples
+        self._write_pos = 0
+        self._next_capture = 0
+        self._meter = EchoMeter(mic_rate)
+        self._reset_requested = False
+        self._far_quiet = math.inf  # samples since the reference last held sound
+        self._pending = np.zeros(0, dtype=np.int16)  # near audio waiting for a whole frame
+        self._pending_far = np.zeros(0, dtype=np.int16)
+        self._ready = np.zeros(0, dtype=np.int16)  # processed audio not handed out yet
+        self.failed: str | None = None
+        self._cpu_ns = 0  # capture side (the DSP)
+        self._ref_cpu_ns = 0  # speaker side (the reference tap)
+        self.counters = {
+            "chunks_total": 0,
+            "aec_chunks_total": 0,  # chunks that went through the canceller (not idle)
+            "resets_total": 0,
+            "flushes_total": 0,
+        }
+        self.speech_probability = 0.0
+        self.gain_db = 0.0
+
+    # --- speaker thread -------------------------------------------------------------------------
+
+    def played(self, block: np.ndarray, play_at: float) -> None:
+        """`block` (int16 at the device rate) was written; its first frame leaves the device at `play_at`."""
+        started = time.thread_time_ns()
+        pos, anchored = self._play.place(block.shape[0], play_at)
+        if anchored:
+            log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
+            self._write_pos = pos
+            self._resampler = self._new_resampler()
+        out = self._resample(block)
+        with self._lock:
+            # A slot the capture side has processed already stays lost (counted when it held sound): moving
+            # the block later would keep it, at the price of shifting every later block against its echo.
+            self._ring.write(self._write_pos, out)
+        self._write_pos += out.shape[0]
+        self._ref_cpu_ns += time.thread_time_ns() - started
+
+    def flushed(self, at: float) -> None:
+        """The device dropped what it held at `at` (an interruption): silence from there on."""
+        with self._lock:
+            self._ring.clear_from(math.floor(self._play.position(at)))
+        self._play.reset()
+        self.counters["flushes_total"] += 1
+
+    def playback_reset(self) -> None:
+        """The playback device closed (it failed or is reopening): nothing it planned will play, and the
+        echo path may be another one when it is back."""
+        self.flushed(time.perf_counter())
+        self._reset_requested = True
+
+    def _resample(self, block: np.ndarray) -> np.ndarray:
+        """The block at the mic rate. The silence fill skips the resampler (a kiosk mostly listens): its
+        length is kept exact, and the resampler restarts from silence at the next sound."""
+        if self.device_rate == self.rate:
+            return block
+        if block.any():
+            if self._resampler is None:
+                self._resampler = self._new_resampler()
+            return self._resampler.resample_chunk(block)
+        self._resampler = None
+        self._silence_carry += block.shape[0] * self.rate
+        n, self._silence_carry = divmod(self._silence_carry, self.device_rate)
+        return np.zeros(n, dtype=np.int16)
+
+    def _new_resampler(self) -> Any:
+        if self.device_rate == self.rate:
+            return None
+        import soxr
+
+        return soxr.ResampleStream(self.device_rate, self.rate, 1, dtype="int16", quality="QQ")
+
+    # --- capture thread ---------------------------------------------------------------------------
+
+    def capture_reset(self) -> None:
+        """The capture device (re)opened: a new stream, perhaps a new echo path."""
+        self._capture.reset()
+        self._reset_requested = True
+
+    def capture_discontinuity(self) -> None:
+        """Periods were lost (an overrun): the stream's clock must be found again."""
+        self._capture.reset()
+
+    def process(self, data: bytes, stamp: float) -> bytes:
+        """One captured chunk (S16_LE at the mic rate, read returned at perf_counter `stamp`) in, the
+        processed chunk out, same length. Never raises: a failing library passes the audio through."""
+        started = time.thread_time_ns()
+        near = np.frombuffer(data, dtype="<i2")
+        n = near.shape[0]
+        expected = self._next_capture
+        pos, realigned = self._capture.locate(n, stamp)
+        self._next_capture = pos + n
+        if realigned:
+            log.debug("capture realigned %s", kv(shift=pos - expected, pos=pos))
+        with self._lock:
+            far = self._ring.read(pos, n)
+        self.counters["chunks_total"] += 1
+        if self.failed is not None:
+            return data
+        try:
+            out = self._process(near, far)
+        except Exception as e:  # a library fault must not take the mic down: raw audio from now on
+            self.failed = f"{e.__class__.__name__}: {e}"
+            log.error("audio front-end failed; the mic goes out unprocessed %s", kv(error=self.failed))
+            return data
+        finally:
+            self._cpu_ns += time.thread_time_ns() - started
+        return out.tobytes()
+
+    def _process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        if self.counters["chunks_total"] == 1:
+            self.library = library_version()
+        if self._reset_requested:
+            self._reset_requested = False
+            self._dsp.reset()
+            self._meter.reset()
+            self.counters["resets_total"] += 1
+        n = near.shape[0]
+        f = self._frame
+        if n % f or self._pending.shape[0]:
+            # A period that is not whole 10 ms frames: process what is whole, hand out the same length
+            # (delayed by less than a frame).
+            near = np.concatenate((self._pending, near))
+            far = np.concatenate((self._pending_far, far))
+            whole = near.shape[0] // f * f
+            self._pending, self._pending_far = near[whole:], far[whole:]
+            near, far = near[:whole], far[:whole]
+        out = self._stages(near, far) if near.shape[0] else near
+        if out.shape[0] == n and not self._ready.shape[0]:
+            return out
+        ready = np.concatenate((self._ready, out))
+        if ready.shape[0] < n:
+            ready = np.concatenate((np.zeros(n - ready.shape[0], dtype=np.int16), ready))
+        self._ready = ready[n:]
+        return ready[:n]
+
+    def _stages(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        dsp = self._dsp
+        out = near
+        if dsp.aec is not None:
+            if audible(far):
+                self._far_quiet = 0
+            else:
+                self._far_quiet += near.shape[0]
+            if self._far_quiet < AEC_IDLE_S * self.rate:
+                out = dsp.aec.process(near, far)
+                self.counters["aec_chunks_total"] += 1
+                self._meter.observe(near, far, out)  # idle: no reference, nothing to measure
+        if dsp.clean is not None:
+            out = dsp.clean.process(out)
+            self.speech_probability = dsp.clean.speech_probability
+        if dsp.agc is not None:
+            if dsp.clean is not None:
+                out = dsp.agc.process(out, self.speech_probability)
+            else:
+                out = dsp.agc.process(out)
+                self.speech_probability = dsp.agc.speech_probability
+            self.gain_db = dsp.agc.gain_db
+        return out
+
+    # --- any thread -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The front-end's figures and counters for the status snapshot (plain numbers; None = unknown)."""
+        fig = self._meter.figures()
+        ring = self._ring.counters
+        idle = self.cfg.echo_cancellation and self._far_quiet >= AEC_IDLE_S * self.rate
+        return {
+            "state": "failed" if self.failed else "running",
+            "library": self.library,
+            "echo_cancellation": self.cfg.echo_cancellation,
+            "noise_suppression": self.cfg.noise_suppression,
+            "high_pass": self.cfg.high_pass,
+            "auto_gain": self.cfg.auto_gain,
+            "canceller_idle": bool(idle),
+            "erle_db": None if fig.erle_db is None else round(fig.erle_db, 1),
+            "echo_delay_ms": fig.delay_ms,
+            "echo_delay_correlation": None
+            if fig.delay_correlation is None
+            else round(fig.delay_correlation, 2),
+            "erle_blocks_total": fig.erle_blocks,
+            "diverged_total": fig.diverged_blocks,
+            "gain_db": round(self.gain_db, 1),
+            "speech_probability": round(self.speech_probability, 2),
+            "cpu_seconds_total": round((self._cpu_ns + self._ref_cpu_ns) / 1e9, 3),
+            "capture_cpu_seconds_total": round(self._cpu_ns / 1e9, 3),
+            "reference_cpu_seconds_total": round(self._ref_cpu_ns / 1e9, 3),
+            "reference_late_frames_total": ring.late_samples,
+            "reference_overflow_frames_total": ring.overflow_samples,
+            "reference_frames_total": ring.written_samples,
+            **self.counters,
+            "capture_realigned_total": self._capture.realigns,
+            "playback_reanchored_total": self._play.reanchors,
+            "error": self.failed,
+        }
+
+
+def reference_of(frontend: FrontEnd | None) -> FrontEnd | None:
+    """What the speaker feeds its blocks to: the front-end when it cancels echo (else nothing to do)."""
+    return frontend if frontend is not None and frontend.cfg.echo_cancellation else None
+
+
+def make_frontend(cfg: FrontendConfig, *, mic_rate: int, device_rate: int) -> tuple[FrontEnd | None, str]:
+    """The front-end the configuration asks for, or (None, why not: "off" when turned off). mode "on"
+    without the library is a configuration error caught before this (voiceterm/parts.py); "auto" says
+    why once and goes on raw."""
+    if cfg.mode == "off" or not (
+        cfg.echo_cancellation or cfg.noise_suppression or cfg.high_pass or cfg.auto_gain
+    ):
+        return None, "off"
+    try:
+        return FrontEnd(cfg, mic_rate=mic_rate, device_rate=device_rate), ""
+    except FrontendUnavailable as e:
+        log.warning("audio front-end unavailable: %s", e)
+        return None, str(e)
+
+
+__all__ = ["FrontEnd", "FrontendUnavailable", "load_library", "make_frontend", "reference_of"]
