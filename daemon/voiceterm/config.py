@@ -327,6 +327,9 @@ class TwilioConfig:
     )
 
 
+FRONTEND_RATES = (16000, 32000, 48000)  # the mic rates WebRTC's audio processing runs at
+
+
 @dataclass(frozen=True, slots=True)
 class FrontendConfig:
     mode: Literal["auto", "on", "off"] = field(
@@ -555,9 +558,16 @@ def _check_cross_fields(cfg: Config, where: str) -> None:
     from voiceterm.protocol.registry import UnknownSerializerError, get_serializer
 
     try:
-        get_serializer(bot.serializer)
+        serializer = get_serializer(bot.serializer)
     except UnknownSerializerError as e:
         raise ConfigError(f"{where}: bot.serializer: {e}") from None
+    mic_rate = getattr(serializer, "input_sample_rate", None) or audio.recorder_sample_rate
+    if cfg.frontend.mode == "on" and mic_rate not in FRONTEND_RATES:
+        raise ConfigError(
+            f"{where}: frontend.mode: the audio front-end runs at 16000, 32000 or 48000 Hz and the mic runs "
+            f"at {mic_rate} Hz (audio.recorder_sample_rate, or the {bot.serializer} wire format); "
+            'change the rate or set frontend.mode = "auto" or "off"'
+        )
     for name in ("capture_device", "playback_device"):
         if not getattr(audio, name).strip():
             raise ConfigError(f'{where}: audio.{name}: must name an ALSA device (e.g. "default")')

@@ -223,3 +223,9 @@ def test_off_or_nothing_enabled_means_no_front_end() -> None:
     assert make_frontend(nothing, mic_rate=MIC, device_rate=SPK) == (None, "off")
     fe, why = make_frontend(FrontendConfig(echo_cancellation=False), mic_rate=MIC, device_rate=SPK)
     assert fe is not None and why == "" and reference_of(fe) is None  # no canceller: no reference tap
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 24000, 44100])
+def test_a_mic_rate_the_canceller_cannot_run_at_means_raw_audio_and_says_why(rate: int) -> None:
+    fe, why = make_frontend(FrontendConfig(), mic_rate=rate, device_rate=SPK)
+    assert fe is None and f"the mic runs at {rate} Hz" in why

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceterm.config import FrontendConfig
+from voiceterm.config import FRONTEND_RATES, FrontendConfig
 from voiceterm.core.echo_reference import CaptureAligner, PlaybackAligner, ReferenceRing, audible
 from voiceterm.core.echo_stats import EchoMeter
 from voiceterm.logs import kv
@@ -112,6 +112,12 @@ class FrontEnd:
     def __init__(
         self, cfg: FrontendConfig, *, mic_rate: int, device_rate: int, lib: Any | None = None
     ) -> None:
+        if mic_rate not in FRONTEND_RATES:
+            # Twilio's 8 kHz, or an odd recorder_sample_rate: "on" is refused by the config check.
+            raise FrontendUnavailable(
+                f"it runs at 16000, 32000 or 48000 Hz and the mic runs at {mic_rate} Hz: "
+                "the mic goes to the bot without echo cancellation"
+            )
         lib = lib or load_library()
         self.cfg = cfg
         self.rate = mic_rate
