@@ -62,6 +62,9 @@ async def test_with_interruptions_off_every_sample_the_bot_sent_reaches_the_spea
                     "player_sample_rate": OUT_RATE,
                 },
                 "earcons": {"enabled": False},  # the speaker then plays the bot and silence, nothing else
+                # The synthetic talker must reach the bot's VAD as it is: noise suppression and gain are
+                # for real voices in real rooms (tests/room), and file devices have no echo to cancel.
+                "frontend": {"mode": "off"},
                 "push_to_talk": {"mode": "always-on"},
                 "gpio": {"enabled": False},
                 "status": {"socket": str(tmp_path / "status.sock")},
