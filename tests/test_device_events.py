@@ -144,8 +144,32 @@ def test_the_json_line() -> None:
         "timestamp": "t",
     }
     assert json.loads(de.encode(de.Metrics({"x": float("nan")}), ts=0, seq=1))["data"] == {"x": None}
-    huge = de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2)
-    assert json.loads(huge) == {"event": "metrics", "ts": 0, "seq": 2, "truncated": True}
+    # A payload over the line limit is cut with a visible marker, and the line says so.
+    huge = json.loads(de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2))
+    assert huge["truncated"] is True and huge["data"]["blob"].endswith("…[truncated]")
+    assert len(huge["data"]["blob"]) < de.MAX_LINE_BYTES
+    # Text that grows when escaped (a control character is six bytes of JSON) still cannot pass the limit.
+    escaped = de.encode(de.Metrics({"blob": "\x01" * de.MAX_LINE_BYTES}), ts=0, seq=3)
+    assert json.loads(escaped) == {"event": "metrics", "ts": 0, "seq": 3, "truncated": True}
+
+
+def test_the_json_line_survives_what_a_bot_can_send() -> None:
+    deep: object = "bottom"
+    for _ in range(600):
+        deep = {"a": deep}
+    line = de.encode(
+        de.ServerMessage({"x": "\ud800", "deep": deep, "n": float("inf"), "big": 10**5000}), ts=0, seq=1
+    )
+    assert line.count(b"\n") == 1
+    obj = json.loads(line.decode("utf-8"))  # strict UTF-8: the lone surrogate became U+FFFD
+    assert obj["data"]["x"] == "\ufffd" and obj["data"]["n"] is None and obj["truncated"] is True
+    assert obj["data"]["big"] == "…[truncated]"
+    level, depth = obj["data"]["deep"], 1
+    while isinstance(level, dict):
+        level, depth = level["a"], depth + 1
+    assert level == "…[truncated] nested too deep" and depth <= 32
+    # Characters a line-splitting reader would break on stay escapes.
+    assert b"\xe2\x80\xa8" not in de.encode(de.BotLlmText("a\u2028b"), ts=0, seq=2)
 
 
 @given(st.text(max_size=200), st.booleans())

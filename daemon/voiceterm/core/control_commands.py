@@ -8,15 +8,16 @@ value is an error reply that changes nothing — because the socket is open to o
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from voiceterm import safejson
 from voiceterm.core.device_events import EVENT_NAMES, jsonable
 
 MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
+MAX_REQUEST_DEPTH = 4  # a request is a flat object; its deepest argument is a list of event names
 MAX_TEXT_CHARS = 4000  # send-text content
 VOLUME_RANGE = (0, 400)  # the same range as audio.volume_percent
 
@@ -117,20 +118,45 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def parse_request(line: bytes | str) -> Request:
-    """One request line to a Request; raises CommandError (carrying the id and cmd when they were readable)."""
+    """One request line to a Request; raises CommandError (carrying the id and cmd when they were readable).
+
+    Raises nothing else whatever the line holds: size, nesting and text are checked before anything acts
+    on it, so a request that parses is one that can be carried out as asked (text that cannot be sent as
+    UTF-8, a lone surrogate, is refused here, not after an ok).
+    """
+    try:
+        return _parse_request(line)
+    except CommandError:
+        raise
+    except Exception as e:  # a socket client's bytes must never end the socket, nor the daemon
+        raise CommandError(f"unreadable request ({type(e).__name__})") from None
+
+
+def _parse_request(line: bytes | str) -> Request:
     if len(line) > MAX_REQUEST_BYTES:
         raise CommandError(f"request longer than {MAX_REQUEST_BYTES} bytes")
     try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, ValueError):
+        obj = safejson.loads(line, max_bytes=MAX_REQUEST_BYTES, max_depth=MAX_REQUEST_DEPTH)
+    except safejson.JSONRejected as e:
+        if e.kind == "too deep":
+            raise CommandError(f"request nested deeper than {MAX_REQUEST_DEPTH} levels") from None
         raise CommandError('not JSON: send one object per line, like {"cmd": "status"}') from None
     if not isinstance(obj, dict):
         raise CommandError('a request must be a JSON object, like {"cmd": "status"}')
     request_id = obj.get("id")
     if request_id is not None and (
-        isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or len(str(request_id)) > 64
+        isinstance(request_id, bool)
+        or not isinstance(request_id, (str, int))
+        or (isinstance(request_id, int) and request_id.bit_length() > 200)
+        or len(str(request_id)) > 64
+        or (isinstance(request_id, str) and safejson.has_lone_surrogate(request_id))
     ):
         raise CommandError("id must be a string or an integer of at most 64 characters")
+    bad_text = _bad_text(obj)
+    if bad_text is not None:
+        raise CommandError(
+            f"{bad_text} is not valid Unicode text (a lone surrogate cannot be sent)", request_id=request_id
+        )
     cmd = obj.get("cmd")
     if not isinstance(cmd, str) or not cmd:
         raise CommandError('missing "cmd"', request_id=request_id)
@@ -150,6 +176,17 @@ def parse_request(line: bytes | str) -> Request:
     except CommandError as e:
         raise CommandError(str(e), request_id=request_id, cmd=cmd) from None
     return Request(request_id, cmd, command)
+
+
+def _bad_text(obj: Mapping[str, Any]) -> str | None:
+    """The name of the first argument holding text that cannot be encoded as UTF-8, or None."""
+    for key, value in obj.items():
+        strings = (
+            [key, value] if isinstance(value, str) else [key, *value] if isinstance(value, list) else [key]
+        )
+        if any(isinstance(s, str) and safejson.has_lone_surrogate(s) for s in strings):
+            return "an argument name" if safejson.has_lone_surrogate(key) else str(key)
+    return None
 
 
 def _build(cmd: str, args: Mapping[str, Any]) -> Command:
@@ -215,7 +252,7 @@ def reply_error(request_id: Any, cmd: str | None, message: str) -> bytes:
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+    return safejson.dumps_line(jsonable(obj))
 
 
 __all__ = [

@@ -86,6 +86,7 @@ class EventHub:
         self._connections: set[_Connection] = set()
         self._seq = 0
         self._drop_log = Throttle(DROP_LOG_INTERVAL_S)
+        self._error_log = Throttle(DROP_LOG_INTERVAL_S)
         self.counters = {
             "events_published_total": 0,
             "clients_total": 0,
@@ -218,7 +219,8 @@ class EventHub:
             return
         except Exception as e:  # a bug behind one command must not end the socket, nor the daemon
             self.counters["commands_failed_total"] += 1
-            log.exception("control command failed %s", kv(cmd=request.cmd))
+            if self._error_log.allow(time.monotonic()) is not None:  # a client repeating it must not flood
+                log.exception("control command failed %s", kv(cmd=request.cmd))
             self._reply(conn, cc.reply_error(request.id, request.cmd, f"internal error: {type(e).__name__}"))
             return
         self._reply(conn, cc.reply_ok(request.id, request.cmd, result))
