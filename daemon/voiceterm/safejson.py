@@ -241,5 +241,5 @@ def dumps_line(obj: Any) -> bytes:
     try:
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as e:
-        text = json.dumps({"error": f"unencodable value ({type(e).__name__})"})
+        text = json.dumps({"error": f"unencodable value ({type(e).__name__})"}, separators=(",", ":"))
     return text.translate(_UNSAFE_IN_LINE).encode("utf-8", "replace") + b"\n"

@@ -31,6 +31,7 @@ from voiceterm_devkit.daemonproc import DaemonProcess, merge_sections
 from voiceterm_devkit.hostile_bot import HostileBot
 
 MIC_RATE = 16000
+MIC_BYTES = MIC_RATE // 2  # 0.25 s of 16-bit mono mic audio
 RSS_SLACK_KIB = 6 * 1024  # "within a few MiB of its steady level"
 # Every line the daemon writes to stderr (no journal: timestamps) starts like this.
 RECORD = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.-]+: ")
@@ -118,7 +119,8 @@ class Hostile:
         self.bot = bot
         self.tap = tap
         self.baseline_kib = 0
-        self.peak_kib = 0
+        self.peak_kib = 0  # VmHWM: the daemon's resident peak, for the unit's MemoryMax= (see the unit)
+        self.peak_threads = 0  # for TasksMax=
         self.fed: list[str] = []  # lines the cases fed the daemon: none may show up as a line of its own
 
     # --- helpers for the cases -------------------------------------------------------------------
@@ -160,14 +162,18 @@ class Hostile:
     # --- the verdict -------------------------------------------------------------------------------
 
     def stream_mic(self, timeout: float = 15.0) -> None:
-        """One push-to-talk turn from the control socket; the real bot must hear 0.5 s of it."""
-        self.wait_ready(timeout)
+        """One push-to-talk turn from the control socket; the real bot must hear 0.25 s of it."""
+        # From quiet: a turn started while the echo of the last one still plays would be a barge-in, and
+        # the bot audio of the next case would be held back as stale for a moment.
+        self.daemon.wait_status(
+            lambda s: s["link"]["state"] == "ready" and s["status"] == "ready", timeout, "ready and quiet"
+        )
         relayed, heard = self.relay.mic_bytes, self.bot.audio_in_total()
         reply = self.ctl("talk", state="start")
         assert reply["ok"], reply
         try:
             deadline = time.monotonic() + timeout
-            while self.relay.mic_bytes - relayed < MIC_RATE or self.bot.audio_in_total() - heard < MIC_RATE:
+            while self.relay.mic_bytes - relayed < MIC_BYTES or self.bot.audio_in_total() - heard < MIC_BYTES:
                 assert time.monotonic() < deadline, "mic audio did not reach the bot"
                 assert self.daemon.alive(), "the daemon exited"
                 time.sleep(0.05)
@@ -187,6 +193,7 @@ class Hostile:
         assert not self.tap.closed, "the subscriber was dropped"
         rss = self.rss_kib()
         self.peak_kib = max(self.peak_kib, self.daemon.memory_kib()["VmHWM"])
+        self.peak_threads = max(self.peak_threads, threads(self.daemon.pid))
         assert rss <= self.baseline_kib + RSS_SLACK_KIB, f"RSS {rss} KiB, steady {self.baseline_kib} KiB"
 
 
@@ -212,6 +219,29 @@ def make_daemon(workdir: Path, url: str, config: dict | None = None, extra_toml:
     return daemon
 
 
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "voiceterm.service"
+
+
+def unit_ceilings() -> tuple[int, int]:
+    """MemoryMax= (bytes) and TasksMax= of the shipped unit."""
+    settings = dict(
+        line.split("=", 1)
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(("MemoryMax=", "TasksMax="))
+    )
+    memory, scale = settings["MemoryMax"], {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    size = int(memory[:-1]) * scale[memory[-1]] if memory[-1] in scale else int(memory)
+    return size, int(settings["TasksMax"])
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
 def start_hostile(
     workdir: Path,
     bot: BotProcess,
@@ -232,10 +262,16 @@ def start_hostile(
         tap = EventTap(daemon.events_path)
         env = Hostile(daemon, relay, bot, tap)
         env.wait_ready(ready_timeout)
-        env.stream_mic()  # warm: a session, a turn, the resampler and the event stream all used once
-        env.stream_mic()
+        env.stream_mic()  # warm: a session, a turn, the speaker and the event stream all used once
         env.baseline_kib = env.rss_kib()
         yield env
+        print(
+            f"\nhostile daemon resources: RSS steady {env.baseline_kib} KiB, now {env.rss_kib()} KiB, "
+            f"peak {env.peak_kib} KiB; threads peak {env.peak_threads}"
+        )
+        # The unit's ceilings were sized from these figures: they must keep at least a 2x margin.
+        memory_max, tasks_max = unit_ceilings()
+        assert env.peak_kib * 1024 * 2 <= memory_max and env.peak_threads * 2 <= tasks_max
     finally:
         if tap is not None:
             tap.close()
@@ -244,7 +280,7 @@ def start_hostile(
         assert status == 0, f"exit status {status} on SIGTERM:\n{daemon.log_tail()}"
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory, echo_bot: BotProcess) -> Iterator[Hostile]:
     if not echo_bot.running:
         echo_bot.restart()

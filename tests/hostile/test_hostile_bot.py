@@ -152,7 +152,7 @@ def test_status_lines_are_throttled_when_a_bot_flaps_speaking(hostile: Hostile) 
     log_mark, tap_mark = hostile.log_mark(), hostile.tap.mark()
     chunk = audio(bytes(2 * SPK_RATE // 50), SPK_RATE)  # 20 ms
     started = time.monotonic()
-    hostile.relay.send_paced([chunk] * 16, 0.25)
+    hostile.relay.send_paced([chunk] * 12, 0.25)
     elapsed = time.monotonic() - started
     hostile.tap.wait_for(lambda e: e["event"] == "led" and e["status"] == "speaking", 10, tap_mark)
     status_lines = [line for line in hostile.log_since(log_mark) if re.search(r": status status=", line)]
