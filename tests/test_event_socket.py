@@ -227,6 +227,30 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_the_others_are_not
             assert lines < published
 
 
+async def test_a_subscriber_cannot_hold_more_than_a_bounded_number_of_bytes(sock_dir: Path) -> None:
+    """256 lines of 64 KiB (a bot's biggest) would be 16 MiB per stuck subscriber: the byte bound drops it
+    first, long before its line queue is full."""
+    from voiceterm.io.event_socket import MAX_QUEUED_BYTES
+
+    hub, handler = EventHub(queue_size=256), Recorder()
+    with trio.fail_after(DEADLINE):
+        async with serving(sock_dir / "events.sock", hub, handler) as path:
+            stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(path)
+            stuck.sendall(b'{"cmd": "subscribe"}\n')
+            while hub.subscribers < 1:
+                await trio.testing.wait_all_tasks_blocked()
+            big = de.ServerMessage({"blob": "x" * (de.MAX_LINE_BYTES - 1000)})
+            published = 0
+            while hub.counters["subscribers_dropped_total"] == 0:
+                hub.publish(big)
+                published += 1
+                assert published < 256, "dropped by the line count, not the byte bound"
+            assert published <= MAX_QUEUED_BYTES // (de.MAX_LINE_BYTES - 1000) + 8  # + what the kernel took
+            stuck.close()
+
+
 async def test_clients_beyond_the_limit_are_told_and_closed(sock_dir: Path) -> None:
     hub, handler = EventHub(max_clients=2), Recorder()
     with trio.fail_after(DEADLINE):

@@ -39,7 +39,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # A JSON string, for a text already known to be valid JSON (so every match succeeds at once); the unrolled
 # form has no nested repeat, so a long string costs one linear scan and no backtracking state.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_STRING_B = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # What JSON allows raw inside a string but a reader could trip on: line ends of str.splitlines (NEL, the
 # Unicode line and paragraph separators), DEL and the C1 controls a terminal obeys (CSI is \x9b), and the
 # bidirectional overrides that reorder what a person reads. Written as escapes, so one event is always one
@@ -70,9 +69,14 @@ def loads(text: str | bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> A
 
     Cost is linear in the size: the C parser does the work, and the depth is measured without recursion.
     """
-    if isinstance(text, (bytearray, memoryview)):
-        text = bytes(text)
-    size = len(text) if isinstance(text, bytes) else _utf8_size(text, max_bytes)
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        if len(text) > max_bytes:
+            raise JSONRejected("too large", f"{len(text)} bytes, over {max_bytes}")
+        try:
+            text = bytes(text).decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259), nothing else
+        except UnicodeDecodeError:
+            raise JSONRejected("invalid", "not UTF-8") from None
+    size = _utf8_size(text, max_bytes)
     if size > max_bytes:
         raise JSONRejected("too large", f"{size} bytes, over {max_bytes}")
     try:
@@ -94,20 +98,15 @@ def _utf8_size(text: str, limit: int) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _opens(text: str | bytes) -> int:
-    if isinstance(text, bytes):
-        return text.count(b"[") + text.count(b"{")
+def _opens(text: str) -> int:
     return text.count("[") + text.count("{")
 
 
-def _depth(text: str | bytes) -> int:
+def _depth(text: str) -> int:
     """The deepest nesting of a valid JSON document: strings removed, then the running bracket balance."""
     import numpy as np  # only for documents with many brackets; numpy is loaded by the daemon anyway
 
-    if isinstance(text, str):
-        skeleton = _STRING.sub("", text).encode("ascii", "replace")
-    else:
-        skeleton = _STRING_B.sub(b"", text)
+    skeleton = _STRING.sub("", text).encode("ascii", "replace")
     codes = np.frombuffer(skeleton, dtype=np.uint8)
     step = np.zeros(codes.shape, dtype=np.int32)
     step[(codes == ord("[")) | (codes == ord("{"))] = 1

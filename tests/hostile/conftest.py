@@ -192,6 +192,7 @@ class Hostile:
         assert self.tap.errors == [], "the subscriber got lines that are not strict JSON"
         assert not self.tap.closed, "the subscriber was dropped"
         rss = self.rss_kib()
+        print(f"\nRSS {rss - self.baseline_kib:+} KiB against the steady {self.baseline_kib} KiB")
         self.peak_kib = max(self.peak_kib, self.daemon.memory_kib()["VmHWM"])
         self.peak_threads = max(self.peak_threads, threads(self.daemon.pid))
         assert rss <= self.baseline_kib + RSS_SLACK_KIB, f"RSS {rss} KiB, steady {self.baseline_kib} KiB"

@@ -156,6 +156,7 @@ def test_status_lines_are_throttled_when_a_bot_flaps_speaking(hostile: Hostile) 
     elapsed = time.monotonic() - started
     hostile.tap.wait_for(lambda e: e["event"] == "led" and e["status"] == "speaking", 10, tap_mark)
     status_lines = [line for line in hostile.log_since(log_mark) if re.search(r": status status=", line)]
+    print(f"\n{len(status_lines)} status lines in {elapsed:.1f} s of a flapping bot")
     # Each change (ready -> speaking, speaking -> ready) at most once per 10 s, plus the first of each.
     assert len(status_lines) <= 2 * (1 + math.ceil(elapsed / 10)), status_lines
     hostile.check_healthy()

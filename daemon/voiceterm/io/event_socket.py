@@ -2,9 +2,11 @@
 daemon's events and send it commands, one JSON object per line each way.
 
 Publishing never waits. Each connection has its own bounded queue of outgoing lines (replies and events)
-drained by its own writer task; a connection whose queue is full — a subscriber that stopped reading — is
-dropped on the spot, counted and logged once, so no subscriber can slow the audio or the link. The socket
-is created with the configured mode and group (see `EventsConfig`) and removed when the server stops.
+drained by its own writer task; a connection whose queue is full — a subscriber that stopped reading, or
+one that lets more than MAX_QUEUED_BYTES pile up (a bot sending 64 KiB lines) — is dropped on the spot,
+counted and logged once, so no subscriber can slow the audio or the link, nor hold much of its memory.
+The socket is created with the configured mode and group (see `EventsConfig`) and removed when the server
+stops.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ DROP_LOG_INTERVAL_S = 60.0  # dropped clients beyond one per this are counted in
 # Kernel send buffer per connection (Linux doubles it): with the queue, it bounds what a stuck subscriber
 # can hold of the daemon's memory, and it makes "stuck" visible within a few hundred events.
 SEND_BUFFER_BYTES = 32 * 1024
+# Bytes waiting in one connection's queue: 256 ordinary lines are ~50 KB, but 256 lines a bot made 64 KiB
+# each would be 16 MiB per subscriber. Beyond this the connection is a stuck one, dropped like a full queue.
+MAX_QUEUED_BYTES = 1 << 20
 
 Handler = Callable[[cc.Command], Mapping[str, Any]]
 """Carries out a command (anything but subscribe / unsubscribe) and returns its result; raises
@@ -64,11 +69,12 @@ def resolve_group(name: str) -> int:
 
 
 class _Connection:
-    __slots__ = ("cancel_scope", "filter", "label", "send", "subscribed")
+    __slots__ = ("cancel_scope", "filter", "label", "queued_bytes", "send", "subscribed")
 
     def __init__(self, send: trio.MemorySendChannel[bytes], label: str) -> None:
         self.send = send
         self.label = label
+        self.queued_bytes = 0  # in the queue, not yet handed to the socket
         self.subscribed = False
         self.filter: frozenset[str] | None = None
         self.cancel_scope = trio.CancelScope()
@@ -120,12 +126,17 @@ class EventHub:
             self._offer(conn, line)
 
     def _offer(self, conn: _Connection, line: bytes) -> None:
+        if conn.queued_bytes + len(line) > MAX_QUEUED_BYTES:
+            self._drop(conn, f"over {MAX_QUEUED_BYTES} bytes queued: it does not keep up")
+            return
         try:
             conn.send.send_nowait(line)
         except trio.WouldBlock:
             self._drop(conn, f"queue full ({self.queue_size} lines): it stopped reading")
+            return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # already going away
+            return  # already going away
+        conn.queued_bytes += len(line)
 
     def _drop(self, conn: _Connection, why: str) -> None:
         if conn not in self._connections:
@@ -169,6 +180,7 @@ class EventHub:
         try:
             async with recv:
                 async for line in recv:
+                    conn.queued_bytes -= len(line)
                     await stream.send_all(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
