@@ -422,3 +422,21 @@ async def test_drops_in_a_row_are_one_log_line(sock_dir: Path, caplog) -> None:
                 s.close()
     drops = [r.getMessage() for r in caplog.records if "events client dropped" in r.getMessage()]
     assert len(drops) == 1 and "reason=" in drops[0] and "pid=" in drops[0]
+
+
+def test_printed_lines_cannot_drive_the_terminal() -> None:
+    """`voiceterm events` and `voiceterm status` print text that came from the bot: escape sequences, line
+    breaks and bidirectional overrides are shown as escapes, on one line."""
+    from voiceterm.cli import format_status
+    from voiceterm.events_cli import ConversationView
+
+    evil = "hi\x1b[2J\x1b]0;pwned\x07\nforged line\u202e\x9b31m"
+    shown = [
+        ConversationView().line({"event": "bot-output", "text": evil, "ts": 0}),
+        ConversationView().line({"event": "error", "message": evil, "ts": 0}),
+        *format_status({"link": {"last_error": evil}}),
+    ]
+    for line in shown:
+        assert line is not None and "\n" not in line
+        assert not any(c in line for c in "\x1b\x07\u202e\x9b"), line
+        assert "forged line" in line  # the text itself is still there to read

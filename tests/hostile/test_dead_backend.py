@@ -36,6 +36,7 @@ def dead_backend() -> Iterator[str]:
     thread.start()
     yield f"ws://127.0.0.1:{listener.getsockname()[1]}"
     stop.set()
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (a close alone would not)
     listener.close()
     thread.join(5)
 
