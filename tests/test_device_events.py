@@ -235,17 +235,21 @@ def test_garbage_is_a_command_error_never_a_crash(raw: bytes) -> None:
 
 
 def test_requests_are_bounded_and_never_accepted_when_they_cannot_be_carried_out() -> None:
-    with pytest.raises(cc.CommandError, match="nested deeper than 4"):
+    with pytest.raises(cc.CommandError, match=f"nested deeper than {cc.MAX_REQUEST_DEPTH}"):
         cc.parse_request(b"[" * 16_000)  # was a RecursionError out of parse_request: exit 70
     with pytest.raises(cc.CommandError, match="nested deeper"):
-        cc.parse_request('{"cmd": "status", "x": [[[[1]]]]}')
+        cc.parse_request('{"cmd": "status", "x": ' + "[" * 40 + "]" * 40 + "}")
     with pytest.raises(cc.CommandError, match="content is not valid Unicode") as info:
         cc.parse_request('{"cmd": "send-text", "id": 7, "content": "hi \\ud800"}')
     assert info.value.request_id == 7
     with pytest.raises(cc.CommandError, match="id must be"):
         cc.parse_request('{"cmd": "help", "id": "\\udfff"}')
-    with pytest.raises(cc.CommandError, match="not valid Unicode"):
+    with pytest.raises(cc.CommandError, match="events is not valid Unicode"):
         cc.parse_request('{"cmd": "subscribe", "events": ["led", "\\ud800"]}')
+    with pytest.raises(cc.CommandError, match="d is not valid Unicode"):  # anywhere in app data, too
+        cc.parse_request('{"cmd": "status", "d": {"a": [1, {"\\udc00": 2}]}}')
+    with pytest.raises(cc.CommandError, match="d holds inf, which is not a JSON number"):
+        cc.parse_request('{"cmd": "status", "d": {"a": [1, 1e999]}}')
     request = cc.parse_request('{"cmd": "send-text", "content": "caf\\u00e9 \\ud83d\\ude00"}')
     assert request.command == cc.SendText("café 😀")  # a surrogate pair is a character, not a lone one
     reply = cc.reply_error("\u2028", "x\ud800", "line\u2029two")

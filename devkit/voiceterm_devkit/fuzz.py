@@ -24,6 +24,7 @@ tests/test_fuzz.py runs a fast slice of the same properties in CI.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -41,7 +42,7 @@ from voiceterm.core.playout import PlayoutBuffer
 from voiceterm.core.resample import StreamResampler
 from voiceterm.core.terminal import Terminal
 from voiceterm.protocol import frames_pb2, rtvi
-from voiceterm.protocol.base import Serializer
+from voiceterm.protocol.base import Serializer, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk
 from voiceterm.protocol.protobuf import ProtobufSerializer
@@ -347,10 +348,15 @@ def check_request(line: bytes) -> None:
         assert reply["ok"] is False
         return
     check_line(cc.reply_ok(request.id, request.cmd, {"echo": repr(request.command)}))
+    # An accepted request must be one that can be carried out: whatever it carries can go to the bot as JSON
+    # (an ok is never followed by a refusal to encode).
+    fields = {
+        name: sorted(value) if isinstance(value, frozenset) else value
+        for name, value in dataclasses.asdict(request.command).items()
+    }
+    encode_json(fields, "request").encode("utf-8")
     if isinstance(request.command, cc.SendText):
-        # Accepted text must be sendable: the ok it gets is never followed by a refusal to encode.
-        message = rtvi.send_text(request.command.content)
-        ProtobufSerializer().encode_message(message)
+        ProtobufSerializer().encode_message(rtvi.send_text(request.command.content))
 
 
 PROPERTIES: dict[str, tuple[Callable[[Any], None], st.SearchStrategy[Any]]] = {

@@ -17,7 +17,9 @@ from voiceterm import safejson
 from voiceterm.core.device_events import EVENT_NAMES, jsonable
 
 MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
-MAX_REQUEST_DEPTH = 4  # a request is a flat object; its deepest argument is a list of event names
+# A request is a flat object, but arguments may carry app data for the bot (client-message d, ui-event
+# payload: 32 levels at most); the object and the argument add two.
+MAX_REQUEST_DEPTH = 34
 MAX_TEXT_CHARS = 4000  # send-text content
 VOLUME_RANGE = (0, 400)  # the same range as audio.volume_percent
 
@@ -122,7 +124,7 @@ def parse_request(line: bytes | str) -> Request:
 
     Raises nothing else whatever the line holds: size, nesting and text are checked before anything acts
     on it, so a request that parses is one that can be carried out as asked (text that cannot be sent as
-    UTF-8, a lone surrogate, is refused here, not after an ok).
+    UTF-8, a lone surrogate, or a NaN that JSON cannot carry, is refused here, not after an ok).
     """
     try:
         return _parse_request(line)
@@ -152,11 +154,9 @@ def _parse_request(line: bytes | str) -> Request:
         or (isinstance(request_id, str) and safejson.has_lone_surrogate(request_id))
     ):
         raise CommandError("id must be a string or an integer of at most 64 characters")
-    bad_text = _bad_text(obj)
-    if bad_text is not None:
-        raise CommandError(
-            f"{bad_text} is not valid Unicode text (a lone surrogate cannot be sent)", request_id=request_id
-        )
+    unsendable = _unsendable(obj)
+    if unsendable is not None:
+        raise CommandError(unsendable, request_id=request_id)
     cmd = obj.get("cmd")
     if not isinstance(cmd, str) or not cmd:
         raise CommandError('missing "cmd"', request_id=request_id)
@@ -178,14 +178,25 @@ def _parse_request(line: bytes | str) -> Request:
     return Request(request_id, cmd, command)
 
 
-def _bad_text(obj: Mapping[str, Any]) -> str | None:
-    """The name of the first argument holding text that cannot be encoded as UTF-8, or None."""
+def _unsendable(obj: Mapping[str, Any]) -> str | None:
+    """Why an argument could not go to the bot as JSON, naming it, or None: text with a lone surrogate (no
+    UTF-8 for it) or a number that is NaN or infinite (no JSON for it), in its name or anywhere in its
+    value. The walk is bounded by the request's size."""
     for key, value in obj.items():
-        strings = (
-            [key, value] if isinstance(value, str) else [key, *value] if isinstance(value, list) else [key]
-        )
-        if any(isinstance(s, str) and safejson.has_lone_surrogate(s) for s in strings):
-            return "an argument name" if safejson.has_lone_surrogate(key) else str(key)
+        if safejson.has_lone_surrogate(key):
+            return "an argument name is not valid Unicode text (a lone surrogate cannot be sent)"
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str) and safejson.has_lone_surrogate(item):
+                return f"{key} is not valid Unicode text (a lone surrogate cannot be sent)"
+            if isinstance(item, float) and not math.isfinite(item):
+                return f"{key} holds {item!r}, which is not a JSON number"
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
     return None
 
 
