@@ -222,6 +222,8 @@ def test_a_grab_bag_of_evil_contents(hostile: Hostile) -> None:
     for i, msg_type in enumerate(types):
         for j, value in enumerate(evil_values):
             field = fields[(i + j) % len(fields)]
+            if msg_type == "error" and field == "fatal" and value is True:
+                continue  # a fatal error ends the session by design: its own case below
             frames.append(rtvi(msg_type, {field: value}, msg_id="x" * (j * 20)))
             frames.append(rtvi(msg_type, value))
     frames += [
@@ -250,6 +252,18 @@ def test_a_grab_bag_of_evil_contents(hostile: Hostile) -> None:
     hostile.relay.send_paced(frames, 0.002)  # paced a little: the subscriber is a reader, not a sink
     hostile.relay.send(rtvi("server-message", {"done": True}))
     hostile.tap.wait_for(lambda e: e["event"] == "server-message" and e["data"] == {"done": True}, 30, mark)
-    # (A fatal `error` among them may end the session: the daemon then reconnects, checked below.)
     assert garbage_total(hostile) > garbage
+    hostile.check_healthy()
+
+
+def test_a_fatal_error_with_evil_text(hostile: Hostile) -> None:
+    """The bot says its pipeline stopped, in words meant to break the journal and the terminal: the session
+    may end (the bot is of no use any more), the daemon reconnects and goes on."""
+    hostile.wait_ready()
+    forged = "12:00:00 ERROR voiceterm: FORGED by a fatal error"
+    hostile.fed.append(forged)
+    mark = hostile.tap.mark()
+    hostile.relay.send(rtvi("error", {"error": f"\x1b[2J\n{forged}\u2028\ud800", "fatal": True}))
+    event = hostile.tap.wait_for(lambda e: e["event"] == "error", 10, mark)
+    assert event["fatal"] is True and "\ufffd" in event["message"]
     hostile.check_healthy()
