@@ -163,8 +163,32 @@ def test_the_json_line() -> None:
         "timestamp": "t",
     }
     assert json.loads(de.encode(de.Metrics({"x": float("nan")}), ts=0, seq=1))["data"] == {"x": None}
-    huge = de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2)
-    assert json.loads(huge) == {"event": "metrics", "ts": 0, "seq": 2, "truncated": True}
+    # A payload over the line limit is cut with a visible marker, and the line says so.
+    huge = json.loads(de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2))
+    assert huge["truncated"] is True and huge["data"]["blob"].endswith("…[truncated]")
+    assert len(huge["data"]["blob"]) < de.MAX_LINE_BYTES
+    # Text that grows when escaped (a control character is six bytes of JSON) still cannot pass the limit.
+    escaped = de.encode(de.Metrics({"blob": "\x01" * de.MAX_LINE_BYTES}), ts=0, seq=3)
+    assert json.loads(escaped) == {"event": "metrics", "ts": 0, "seq": 3, "truncated": True}
+
+
+def test_the_json_line_survives_what_a_bot_can_send() -> None:
+    deep: object = "bottom"
+    for _ in range(600):
+        deep = {"a": deep}
+    line = de.encode(
+        de.ServerMessage({"x": "\ud800", "deep": deep, "n": float("inf"), "big": 10**5000}), ts=0, seq=1
+    )
+    assert line.count(b"\n") == 1
+    obj = json.loads(line.decode("utf-8"))  # strict UTF-8: the lone surrogate became U+FFFD
+    assert obj["data"]["x"] == "\ufffd" and obj["data"]["n"] is None and obj["truncated"] is True
+    assert obj["data"]["big"] == "…[truncated]"
+    level, depth = obj["data"]["deep"], 1
+    while isinstance(level, dict):
+        level, depth = level["a"], depth + 1
+    assert level == "…[truncated] nested too deep" and depth <= 32
+    # Characters a line-splitting reader would break on stay escapes.
+    assert b"\xe2\x80\xa8" not in de.encode(de.BotLlmText("a\u2028b"), ts=0, seq=2)
 
 
 @given(st.text(max_size=200), st.booleans())
@@ -227,3 +251,25 @@ def test_garbage_is_a_command_error_never_a_crash(raw: bytes) -> None:
         cc.parse_request(raw)
     except cc.CommandError as e:
         assert "\n" not in str(e)
+
+
+def test_requests_are_bounded_and_never_accepted_when_they_cannot_be_carried_out() -> None:
+    with pytest.raises(cc.CommandError, match=f"nested deeper than {cc.MAX_REQUEST_DEPTH}"):
+        cc.parse_request(b"[" * 16_000)  # was a RecursionError out of parse_request: exit 70
+    with pytest.raises(cc.CommandError, match="nested deeper"):
+        cc.parse_request('{"cmd": "status", "x": ' + "[" * 40 + "]" * 40 + "}")
+    with pytest.raises(cc.CommandError, match="content is not valid Unicode") as info:
+        cc.parse_request('{"cmd": "send-text", "id": 7, "content": "hi \\ud800"}')
+    assert info.value.request_id == 7
+    with pytest.raises(cc.CommandError, match="id must be"):
+        cc.parse_request('{"cmd": "help", "id": "\\udfff"}')
+    with pytest.raises(cc.CommandError, match="events is not valid Unicode"):
+        cc.parse_request('{"cmd": "subscribe", "events": ["led", "\\ud800"]}')
+    with pytest.raises(cc.CommandError, match="d is not valid Unicode"):  # anywhere in app data, too
+        cc.parse_request('{"cmd": "status", "d": {"a": [1, {"\\udc00": 2}]}}')
+    with pytest.raises(cc.CommandError, match="d holds inf, which is not a JSON number"):
+        cc.parse_request('{"cmd": "status", "d": {"a": [1, 1e999]}}')
+    request = cc.parse_request('{"cmd": "send-text", "content": "caf\\u00e9 \\ud83d\\ude00"}')
+    assert request.command == cc.SendText("café 😀")  # a surrogate pair is a character, not a lone one
+    reply = cc.reply_error("\u2028", "x\ud800", "line\u2029two")
+    assert reply.count(b"\n") == 1 and json.loads(reply.decode("utf-8"))["reply"] == "x\ufffd"

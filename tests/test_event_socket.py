@@ -227,6 +227,30 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_the_others_are_not
             assert lines < published
 
 
+async def test_a_subscriber_cannot_hold_more_than_a_bounded_number_of_bytes(sock_dir: Path) -> None:
+    """256 lines of 64 KiB (a bot's biggest) would be 16 MiB per stuck subscriber: the byte bound drops it
+    first, long before its line queue is full."""
+    from voiceterm.io.event_socket import MAX_QUEUED_BYTES
+
+    hub, handler = EventHub(queue_size=256), Recorder()
+    with trio.fail_after(DEADLINE):
+        async with serving(sock_dir / "events.sock", hub, handler) as path:
+            stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(path)
+            stuck.sendall(b'{"cmd": "subscribe"}\n')
+            while hub.subscribers < 1:
+                await trio.testing.wait_all_tasks_blocked()
+            big = de.ServerMessage({"blob": "x" * (de.MAX_LINE_BYTES - 1000)})
+            published = 0
+            while hub.counters["subscribers_dropped_total"] == 0:
+                hub.publish(big)
+                published += 1
+                assert published < 256, "dropped by the line count, not the byte bound"
+            assert published <= MAX_QUEUED_BYTES // (de.MAX_LINE_BYTES - 1000) + 8  # + what the kernel took
+            stuck.close()
+
+
 async def test_clients_beyond_the_limit_are_told_and_closed(sock_dir: Path) -> None:
     hub, handler = EventHub(max_clients=2), Recorder()
     with trio.fail_after(DEADLINE):
@@ -398,3 +422,21 @@ async def test_drops_in_a_row_are_one_log_line(sock_dir: Path, caplog) -> None:
                 s.close()
     drops = [r.getMessage() for r in caplog.records if "events client dropped" in r.getMessage()]
     assert len(drops) == 1 and "reason=" in drops[0] and "pid=" in drops[0]
+
+
+def test_printed_lines_cannot_drive_the_terminal() -> None:
+    """`voiceterm events` and `voiceterm status` print text that came from the bot: escape sequences, line
+    breaks and bidirectional overrides are shown as escapes, on one line."""
+    from voiceterm.cli import format_status
+    from voiceterm.events_cli import ConversationView
+
+    evil = "hi\x1b[2J\x1b]0;pwned\x07\nforged line\u202e\x9b31m"
+    shown = [
+        ConversationView().line({"event": "bot-output", "text": evil, "ts": 0}),
+        ConversationView().line({"event": "error", "message": evil, "ts": 0}),
+        *format_status({"link": {"last_error": evil}}),
+    ]
+    for line in shown:
+        assert line is not None and "\n" not in line
+        assert not any(c in line for c in "\x1b\x07\u202e\x9b"), line
+        assert "forged line" in line  # the text itself is still there to read

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from voiceterm import masking
 from voiceterm.logs import escape, setup_logging
 from voiceterm.masking import is_secret_name, mask_body, mask_mapping, mask_url, redact
 
@@ -52,3 +53,31 @@ def test_the_log_filter_keeps_every_record_on_one_line(capsys) -> None:
     logging.getLogger("voiceterm.test").warning("bot said %s", "hi\nvoiceterm: forged")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hi\\nvoiceterm: forged" in err
+
+
+def test_credential_like_values_are_masked_whatever_their_name() -> None:
+    assert mask_mapping(
+        {"X-Custom": "Bearer abcdefgh", "X-Other": "Basic dXNlcjpwYXNz", "Accept": "json"}
+    ) == {
+        "X-Custom": "<set>",
+        "X-Other": "<set>",
+        "Accept": "json",
+    }
+    assert mask_body({"headers": {"x": "Bearer abc"}, "list": ["token=abc"]}) == {
+        "headers": {"x": "<set>"},
+        "list": ["<set>"],
+    }
+    assert mask_url("wss://bot/ws?x=Bearer%20abc#token=frag") == "wss://bot/ws?x=<redacted>#token=<redacted>"
+
+
+def test_remembered_secret_values_are_masked_wherever_they_turn_up() -> None:
+    try:
+        masking.remember_secrets(["s3cr3t-value", "Bearer hdr-s3cr3t", "short", None, ""])
+        assert masking.scrub_known("sent s3cr3t-value and hdr-s3cr3t") == "sent <redacted> and <redacted>"
+        assert masking.scrub_known("short stays") == "short stays"  # too short to mask safely
+        assert redact("error: bad key s3cr3t-value") == "error: bad key <redacted>"
+        assert escape("path /x/s3cr3t-value\n") == "path /x/<redacted>\\n"
+        assert mask_url("wss://bot/s3cr3t-value/ws") == "wss://bot/<redacted>/ws"
+    finally:
+        masking.forget_secrets()
+    assert masking.scrub_known("s3cr3t-value") == "s3cr3t-value"

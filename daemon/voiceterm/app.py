@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from voiceterm import __version__
-from voiceterm.config import Config, ConfigError, effective_config, load_config
+from voiceterm.config import Config, ConfigError, effective_config, load_config, secret_values
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
@@ -39,8 +39,10 @@ from voiceterm.io.event_socket import EventHub, current_client
 from voiceterm.io.integrations import COMMANDS as INTEGRATION_COMMANDS
 from voiceterm.io.integrations import Integrations, builtins_for
 from voiceterm.io.link import Link, SessionEnded, SessionStarted
+from voiceterm.io.lograte import Throttle
 from voiceterm.io.notify import Notifier, watchdog_period
 from voiceterm.logs import kv, set_level, setup_logging
+from voiceterm.masking import remember_secrets
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import AudioChunk
 from voiceterm.protocol.registry import get_serializer
@@ -57,6 +59,8 @@ EDGE_QUEUE = 64  # button edges / keys waiting for the brain
 PLAYBACK_POLL_S = 0.1  # how often the speaker's "audible" flag is read (RTVI events are not polled)
 STATUS_MIN_INTERVAL_S = 0.25  # at most 4 STATUS= lines a second
 STATUS_REFRESH_S = 5.0  # counters in the STATUS line refresh this often without a state change
+STATUS_LOG_INTERVAL_S = 10.0  # one status change (previous -> new) is logged at most this often
+BOT_EVENT_ERROR_LOG_S = 60.0  # a bot event that could not be handled: one journal line a minute at most
 
 
 # Keys whose change a SIGHUP applies live; anything else needs a restart, and the log says which.
@@ -104,6 +108,9 @@ class Daemon:
         self._status_changed = trio.Event()
         self._last_status_line = ""
         self._last_view_name = "starting"
+        # A bot flapping the view (20 ms of audio every 250 ms) must not write 8 lines a second.
+        self._status_log: dict[tuple[str, str], Throttle] = {}
+        self._bot_event_log = Throttle(BOT_EVENT_ERROR_LOG_S)
         self._nursery: trio.Nursery | None = None
         self._stopping = False
         self.events = EventHub(cfg.events.queue, cfg.events.max_clients)
@@ -122,6 +129,7 @@ class Daemon:
         self._last_drops: dict[str, int] = {}
         # mic_chunks_pumped_total and stale_bot_audio_frames_total close the audio accounting (fault campaign).
         self.counters = {"reloads_total": 0, "mic_chunks_pumped_total": 0, "stale_bot_audio_frames_total": 0}
+        self.counters["bot_events_failed_total"] = 0  # events dropped because handling them raised
 
     # --- wiring ------------------------------------------------------------------------------------
 
@@ -158,7 +166,7 @@ class Daemon:
             await nursery.start(self.link.run)
             await nursery.start(self.integrations.run)
             nursery.start_soon(self._mic_pump, mic_recv)
-            nursery.start_soon(self._link_events)
+            nursery.start_soon(self._contained, self._link_events, "bot event")
             nursery.start_soon(self._inputs, edge_recv)
             nursery.start_soon(self._timers)
             nursery.start_soon(self._playback_watch)
@@ -265,9 +273,30 @@ class Daemon:
         self._publish_changes(view, source)
         if view.name != self._last_view_name:
             # One line per visible state change (a turn is press, release, answer): the LED's story in the
-            # journal. A reconnect loop stays "offline" throughout, so it cannot flood this.
-            log.info("status %s", kv(status=view.name, previous=self._last_view_name))
+            # journal. A reconnect loop stays "offline" throughout; the same change repeating fast (a bot
+            # flapping "speaking") is logged once per STATUS_LOG_INTERVAL_S with the count held back.
+            change = (self._last_view_name, view.name)
+            throttle = self._status_log.setdefault(change, Throttle(STATUS_LOG_INTERVAL_S))
+            held = throttle.allow(time.monotonic())
+            if held is not None:
+                more = f" (+{held} more since the last one)" if held else ""
+                log.info("status %s%s", kv(status=view.name, previous=self._last_view_name), more)
             self._last_view_name = view.name
+
+    async def _contained(self, task: Any, what: str) -> None:
+        """Run `task` again after an exception it raised: what came from outside (a bot event) must cost
+        that one input, counted and logged at most once a minute, never the daemon."""
+        while True:
+            try:
+                await task()
+                return
+            except Exception as e:
+                self.counters["bot_events_failed_total"] += 1
+                held = self._bot_event_log.allow(time.monotonic())
+                if held is not None:
+                    more = f" (+{held} more since the last report)" if held else ""
+                    log.error("%s dropped: handling it failed %s%s", what, kv(error=type(e).__name__), more)
+                    log.debug("%s handling failed", what, exc_info=True)
 
     def _publish_changes(self, view: Any, source: str) -> None:
         """Events for what the last input changed in the terminal (button, mute, turn, faults, LED)."""
@@ -576,6 +605,9 @@ class Daemon:
             log.error("reload refused, keeping the running configuration: %s", e)
             self.notifier.ready(self.status_line())
             return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        remember_secrets(secret_values(new))
         changed = _changed_keys(self.cfg, new)
         live = [k for k in changed if any(k == p or (p.endswith(".") and k.startswith(p)) for p in LIVE_KEYS)]
         restart = [k for k in changed if k not in live]
@@ -597,7 +629,7 @@ class Daemon:
 
 
 def _changed_keys(old: Config, new: Config) -> list[str]:
-    a, b = effective_config(old), effective_config(new)
+    a, b = effective_config(old, masked=False), effective_config(new, masked=False)
     out = []
     for section, table in b.items():
         for key, value in table.items():
@@ -622,6 +654,8 @@ def run_daemon(cfg: Config, *, keyboard: bool = False, log_level: str | None = N
     """Entry point of `voiceterm run`: returns the process exit status."""
     setup_logging(log_level or cfg.logging.level)
     log.info("starting %s", kv(version=__version__, config=cfg.source, pid=os.getpid()))
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
 
     async def main() -> int:
         return await Daemon(cfg, keyboard=keyboard).run()

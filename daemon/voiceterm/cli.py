@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             cfg = _load(args)
             check_parts(cfg)
+            remember_config_secrets(cfg)
             return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
         if args.command == "devices":
             return _devices(args)
@@ -133,17 +134,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover
 
 
+def remember_config_secrets(cfg: Config) -> None:
+    """Have every mask in this process (logs, status, events, listings) hide the configured secrets by value."""
+    from voiceterm.config import secret_values
+    from voiceterm.masking import remember_secrets
+
+    remember_secrets(secret_values(cfg))
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from voiceterm.config import effective_config, render_toml
+    from voiceterm.masking import scrub_known
     from voiceterm.parts import check_parts
 
     cfg = _load(args)
     check_parts(cfg)
+    remember_config_secrets(cfg)
+    for warning in cfg.warnings:
+        print(f"voiceterm: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(effective_config(cfg), indent=2))
+        text = json.dumps(effective_config(cfg), indent=2) + "\n"
     else:
-        print(f"# effective configuration from {cfg.source} (secrets masked)")
-        print(render_toml(cfg), end="")
+        text = f"# effective configuration from {cfg.source} (secrets masked)\n" + render_toml(cfg)
+    # The masks work by name and shape; a secret value that slipped past them is still caught here.
+    print(scrub_known(text), end="")
     return EX_OK
 
 
@@ -286,19 +300,24 @@ def _ctl(args: argparse.Namespace) -> int:
         for line in format_status(reply.get("result") or {}):
             print(line)
     if not reply.get("ok"):
-        print(f"voiceterm: {cmd}: {reply.get('error')}", file=sys.stderr)
+        from voiceterm.logs import printable
+
+        print(f"voiceterm: {cmd}: {printable(reply.get('error'))}", file=sys.stderr)
         return EX_FAILURE
     return EX_OK
 
 
 def format_status(snap: dict, prefix: str = "") -> list[str]:
     """Flatten the daemon's status document into `key: value` lines for a person."""
+    from voiceterm.logs import printable
+
     lines: list[str] = []
     for key, value in snap.items():
         if isinstance(value, dict):
             lines.extend(format_status(value, f"{prefix}{key}."))
         else:
-            lines.append(f"{prefix}{key}: {value}")
+            # Values may hold text from the bot or an endpoint (errors): one line, no terminal controls.
+            lines.append(printable(f"{prefix}{key}: {value}", 1000))
     return lines
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from voiceterm.masking import mask_mapping, mask_secret
+from voiceterm.masking import (
+    is_secret_name,
+    looks_secret,
+    mask_body,
+    mask_mapping,
+    mask_secret,
+    mask_url,
+)
+from voiceterm.token_file import TokenFileError, read_token_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,17 +53,22 @@ def _meta(help_text: str, lo: float | None = None, hi: float | None = None, **ex
 class BotConfig:
     url: str = field(
         default="ws://localhost:8765",
-        metadata=_meta("WebSocket URL of the bot (ws:// or wss://); ignored when endpoint is set"),
+        metadata=_meta(
+            "WebSocket URL of the bot (ws:// or wss://); ignored when endpoint is set", mask="url"
+        ),
     )
     endpoint: str = field(
         default="",
-        metadata=_meta("start endpoint (http:// or https://) POSTed before every connect; empty = use url"),
+        metadata=_meta(
+            "start endpoint (http:// or https://) POSTed before every connect; empty = use url", mask="url"
+        ),
     )
     endpoint_body: Mapping[str, Any] = field(
         default_factory=dict,
         metadata=_meta(
             "JSON body POSTed to the start endpoint; {} = what the serializer needs: "
-            '{ transport = "websocket" } for protobuf, { transport = "twilio" } for twilio'
+            '{ transport = "websocket" } for protobuf, { transport = "twilio" } for twilio',
+            mask="body",
         ),
     )
     endpoint_headers: Mapping[str, str] = field(
@@ -369,6 +382,8 @@ class Config:
     twilio: TwilioConfig = field(default_factory=TwilioConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+    # One-line warnings about the configuration that do not stop it (a token file others can read).
+    warnings: tuple[str, ...] = field(default=(), compare=False, metadata={"internal": True})
 
     @property
     def device_id(self) -> str:
@@ -509,17 +524,9 @@ def _resolve_token(cfg: Config, where: str, environ: Mapping[str, str]) -> Confi
     if not token_file:
         return cfg
     try:
-        token = Path(token_file).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: bot.token_file: {token_file} does not exist") from None
-    except PermissionError:
-        raise ConfigError(
-            f"{where}: bot.token_file: {token_file} is not readable by this user; fix its permissions"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(
-            f"{where}: bot.token_file: cannot read {token_file}: {e.__class__.__name__}"
-        ) from None
+        token, warning = read_token_file(token_file)
+    except TokenFileError as e:
+        raise ConfigError(f"{where}: bot.token_file: {e}") from None
     if not token:
         if from_credentials:
             # The unit's SetCredential= fallback (systemd cannot make LoadCredential= optional): no token.
@@ -529,7 +536,8 @@ def _resolve_token(cfg: Config, where: str, environ: Mapping[str, str]) -> Confi
         raise ConfigError(
             f"{where}: bot.token_file: {token_file} holds more than one word; put only the token in it"
         )
-    return dataclasses.replace(cfg, bot=dataclasses.replace(bot, token=token))
+    warnings = (*cfg.warnings, f"{where}: bot.token_file: {warning}") if warning else cfg.warnings
+    return dataclasses.replace(cfg, bot=dataclasses.replace(bot, token=token), warnings=warnings)
 
 
 def _check_url(url: str, schemes: tuple[str, ...], dotted: str, where: str) -> None:
@@ -620,23 +628,63 @@ def _type_name(value: Any) -> str:
 # --- showing -------------------------------------------------------------------------------------
 
 
-def effective_config(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The configuration as plain data, with secrets masked, for `check-config` and the status socket."""
+def effective_config(cfg: Config, *, masked: bool = True) -> dict[str, dict[str, Any]]:
+    """The configuration as plain data, for `check-config` and comparing reloads. Secrets are masked
+    (`masked=False` is for comparing two configurations only, never for showing one): tokens show as
+    "<set>", secret-like query values in URLs as "<redacted>", secret-like or credential-like header
+    values and body keys as "<set>"."""
     out: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         obj = getattr(cfg, section)
         table: dict[str, Any] = {}
         for f in fields(obj):
             value = getattr(obj, f.name)
-            if isinstance(value, Mapping):
-                value = mask_mapping(value) if f.metadata.get("secret") else dict(value)
-            elif f.metadata.get("secret"):
+            how = f.metadata.get("mask") or ("secret" if f.metadata.get("secret") else None)
+            if not masked:
+                how = None
+            if how == "url":
+                value = mask_url(value) if value else value
+            elif how == "body":
+                value = mask_body(value)
+            elif isinstance(value, Mapping):
+                value = mask_mapping(value) if how == "secret" else dict(value)
+            elif how == "secret":
                 value = mask_secret(value)
             elif isinstance(value, tuple):
                 value = list(value)
             table[f.name] = value
         out[section] = table
     return out
+
+
+def secret_values(cfg: Config) -> list[str]:
+    """Every secret value this configuration holds, for `masking.remember_secrets`: the token, values of
+    secret-like (or credential-like) headers, body keys and URL query parameters, URL passwords."""
+    from urllib.parse import parse_qsl
+
+    bot = cfg.bot
+    found: list[str] = [bot.token]
+    for headers in (bot.headers, bot.endpoint_headers):
+        found += [v for k, v in headers.items() if is_secret_name(k) or looks_secret(v)]
+    stack: list[Any] = [bot.endpoint_body]
+    while stack:  # the body's secret-like keys at any depth (the TOML parser bounds it)
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                if is_secret_name(str(k)) and isinstance(v, (str, int, float)):
+                    found.append(str(v))
+                else:
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif looks_secret(node):
+            found.append(node)
+    for url in (bot.url, bot.endpoint):
+        parts = urlsplit(url)
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_secret_name(k)]
+        if parts.password:
+            found.append(parts.password)
+    return [v for v in found if v]
 
 
 def _toml_value(value: Any) -> str:

@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
+from voiceterm import safejson
 from voiceterm.io.control import StatusUnavailable, connect_unix
+from voiceterm.logs import printable
 
 MAX_LINE_BYTES = 1 << 20  # the daemon caps event lines at 64 KiB; anything longer is not our daemon
+SHOWN_CHARS = 2000  # characters of one readable line (a long bot answer is cut, marked with …)
 
 
 class EventClient:
@@ -57,8 +60,8 @@ class EventClient:
                 raise ValueError("a line longer than 1 MiB: not a voiceterm event socket")
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
-            obj = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            obj = safejson.loads(line, max_bytes=MAX_LINE_BYTES)
+        except safejson.JSONRejected:
             raise ValueError("not JSON: not a voiceterm event socket") from None
         if isinstance(obj, dict):
             return obj
@@ -110,7 +113,8 @@ class ConversationView:
 
     def line(self, obj: Mapping[str, Any]) -> str | None:
         text = self._text(obj)
-        return f"{_clock(obj)}  {text}" if text is not None else None
+        # Printed on a terminal: the bot's text must not carry escape sequences or extra lines into it.
+        return f"{_clock(obj)}  {printable(text, SHOWN_CHARS)}" if text is not None else None
 
     def _text(self, e: Mapping[str, Any]) -> str | None:
         name = e.get("event")
@@ -219,7 +223,7 @@ def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.
         args = {"events": names} if names else {}
         reply = client.request("subscribe", **args)
         if not reply.get("ok"):
-            print(f"voiceterm: {reply.get('error')}", file=sys.stderr)
+            print(f"voiceterm: {printable(reply.get('error'))}", file=sys.stderr)
             return 2
         view = ConversationView()
         if not raw:
@@ -232,7 +236,8 @@ def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.
                 flush=True,
             )
         for obj in client.events():
-            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) if raw else view.line(obj)
+            # Raw lines are re-encoded by the same rules as the daemon's: no terminal controls in them.
+            text = safejson.dumps_line(obj).decode().rstrip("\n") if raw else view.line(obj)
             if text is not None:
                 print(text, file=out, flush=True)
     print("voiceterm: the daemon closed the event stream", file=sys.stderr)

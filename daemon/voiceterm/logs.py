@@ -46,6 +46,17 @@ def _escaped(match: re.Match[str]) -> str:
 def escape(text: Any, limit: int = UNTRUSTED_LIMIT) -> str:
     """Outside text made safe for one log line: secrets masked, control and line-breaking characters
     written as escapes, and at most `limit` characters (a cut is marked with "…")."""
+    return _one_line(text, limit, redact)
+
+
+def printable(text: Any, limit: int = UNTRUSTED_LIMIT) -> str:
+    """Outside text made safe to print on a terminal as one line (`escape` without the secret masks, for
+    what a person asked to see, like a transcript): control, line-breaking and bidirectional-override
+    characters written as escapes, at most `limit` characters."""
+    return _one_line(text, limit, None)
+
+
+def _one_line(text: Any, limit: int, mask: Any) -> str:
     if not isinstance(text, str):
         text = repr(text)
     if len(text) > 4 * limit:  # bound the work on a huge input before any regex runs over it
@@ -53,7 +64,9 @@ def escape(text: Any, limit: int = UNTRUSTED_LIMIT) -> str:
         cut = True
     else:
         cut = False
-    text = _UNSAFE.sub(_escaped, redact(text))
+    if mask is not None:
+        text = mask(text)
+    text = _UNSAFE.sub(_escaped, text)
     if len(text) > limit:
         return text[:limit] + "…"
     return text + "…" if cut else text

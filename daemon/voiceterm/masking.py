@@ -2,14 +2,19 @@
 bodies and free text that every log line, `check-config`, `voiceterm status` and the event stream use.
 
 A name is secret-like when it contains one of `SECRET_WORDS` (case-insensitive): `token`, `api_key`,
-`Authorization`, `X-Signature`, `password`... Masking errs on the side of hiding: a harmless value under
-a secret-like name is hidden too.
+`Authorization`, `X-Signature`, `password`... A value is secret-like when it reads like a credential
+(`Bearer …`, `Basic …`, `token=…`) whatever its name. Masking errs on the side of hiding: a harmless value
+under a secret-like name is hidden too.
+
+Behind the masks by name, the daemon's own configured secrets are remembered by value (`remember_secrets`)
+and `scrub_known` / `redact` replace them wherever they turn up: an error message, a URL in another form,
+a log line, a status or event field. Names can be missed; the values themselves cannot.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -17,6 +22,7 @@ SECRET_WORDS = ("token", "key", "secret", "auth", "sig", "password", "passwd", "
 MASK = "<redacted>"
 SET = "<set>"  # what a listing shows of a configured secret: that it is set, never any of it
 
+_SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
 _FREE_TEXT = (
     re.compile(r"(?i)([?&][^=&\s\"']*(?:" + "|".join(SECRET_WORDS) + r")[^=&\s\"']*=)[^&\s\"']+"),
     re.compile(r"(?i)(\btoken[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]+"),
@@ -48,13 +54,20 @@ def mask_url(url: str) -> str:
     query = ""
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = "&".join(f"{k}={MASK if is_secret_name(k) else v}" for k, v in pairs)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+        query = "&".join(f"{k}={MASK if is_secret_name(k) or looks_secret(v) else v}" for k, v in pairs)
+    fragment = _redact_patterns(parts.fragment)
+    return scrub_known(urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment)))
+
+
+def looks_secret(value: Any) -> bool:
+    """Whether a value reads like a credential whatever it is called (`Bearer …`, `Basic …`, `token=…`)."""
+    return isinstance(value, str) and _redact_patterns(value) != value
 
 
 def mask_mapping(mapping: Mapping[str, Any], *, mask: str = SET) -> dict[str, Any]:
-    """Headers (or any flat table) with the values of secret-like names replaced by `mask`."""
-    return {k: (mask if is_secret_name(str(k)) else v) for k, v in mapping.items()}
+    """Headers (or any flat table) with the values of secret-like names, and the values that read like a
+    credential under any name, replaced by `mask`."""
+    return {k: (mask if is_secret_name(str(k)) or looks_secret(v) else v) for k, v in mapping.items()}
 
 
 def mask_body(value: Any, *, mask: str = SET, depth: int = 32) -> Any:
@@ -68,11 +81,51 @@ def mask_body(value: Any, *, mask: str = SET, depth: int = 32) -> Any:
         }
     if isinstance(value, (list, tuple)):
         return [mask_body(v, mask=mask, depth=depth - 1) for v in value]
+    if looks_secret(value):
+        return mask
     return value
 
 
+# Secrets this process was configured with, longest first (so a token inside a longer header value goes
+# with it). Shorter ones are not remembered: masking every "abc" in every line would hide more than it helps.
+MIN_REMEMBERED = 6
+_known: tuple[str, ...] = ()
+
+
+def remember_secrets(values: Iterable[Any]) -> None:
+    """Add configured secret values (a token, an auth header's value ...) to the ones masked everywhere."""
+    global _known
+    found = set(_known)
+    for value in values:
+        if isinstance(value, str):
+            text = value.strip()
+            for part in (text, *text.split()):  # "Bearer abc...": the credential after the scheme too
+                if len(part) >= MIN_REMEMBERED and part.lower() not in _SCHEMES:
+                    found.add(part)
+    _known = tuple(sorted(found, key=len, reverse=True))
+
+
+def forget_secrets() -> None:
+    """Forget every remembered value (tests; a reload remembers the new ones on top)."""
+    global _known
+    _known = ()
+
+
+def scrub_known(text: str) -> str:
+    """`text` with every remembered secret value replaced by <redacted>."""
+    for secret in _known:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
 def redact(text: str) -> str:
-    """Mask secrets in free text: secret-like query values, `token=...`, `Bearer ...`, `Basic ...`."""
+    """Mask secrets in free text: remembered secret values, secret-like query values, `token=...`,
+    `Bearer ...`, `Basic ...`."""
+    return _redact_patterns(scrub_known(text))
+
+
+def _redact_patterns(text: str) -> str:
     for pattern in _FREE_TEXT:
         text = pattern.sub(r"\1" + MASK, text)
     return text
@@ -82,10 +135,14 @@ __all__ = [
     "MASK",
     "SECRET_WORDS",
     "SET",
+    "forget_secrets",
     "is_secret_name",
+    "looks_secret",
     "mask_body",
     "mask_mapping",
     "mask_secret",
     "mask_url",
     "redact",
+    "remember_secrets",
+    "scrub_known",
 ]

@@ -102,3 +102,27 @@ def test_rate_change_drains_the_old_stream_first() -> None:
     r.process(a, 16000)
     r.reset()
     assert not r.pending and r.finish().shape[0] == 0
+
+
+def test_work_per_chunk_is_bounded_by_the_output_cap() -> None:
+    """The biggest legal chunk (8 kHz, a 1 MiB message: 33 s) to 48 kHz: only the newest cap's worth is
+    resampled; the rest is counted at the output rate."""
+    cap = 3 * 48000
+    r = StreamResampler(48000, max_output_frames=cap)
+    x = noise(512 * 1024)
+    out = r.process(x, 8000)
+    tail = r.finish()
+    assert out.shape[0] + tail.shape[0] == pytest.approx(cap, abs=8)
+    assert r.trimmed_frames == (x.shape[0] - cap * 8000 // 48000) * 6
+    small = r.process(noise(800), 8000)  # under the cap: untouched
+    assert (
+        small.shape[0] + r.finish().shape[0] == pytest.approx(4800, abs=8)
+        and r.trimmed_frames == (x.shape[0] - cap // 6) * 6
+    )
+
+
+@pytest.mark.parametrize("rate", [1, 7999, 48001, 384000, 2**32 - 1])
+def test_rates_no_bot_means_are_refused_and_counted(rate: int) -> None:
+    r = StreamResampler(24000, max_output_frames=72000)
+    assert r.process(noise(32768), rate).shape[0] == 0
+    assert r.refused_frames == 32768 and not r.pending

@@ -170,14 +170,27 @@ def test_decode_ignores_empty_frames_empty_audio_and_unknown_oneof_cases():
             "16-bit",
         ),
         (
-            wire(audio=frames_pb2.AudioRawFrame(audio=b"\x00" * 6, sample_rate=16000, num_channels=4)),
+            wire(audio=frames_pb2.AudioRawFrame(audio=b"\x00" * 6, sample_rate=16000, num_channels=2)),
             "16-bit",
+        ),
+        # Formats no voice bot means: a 1 Hz frame would make the resampler turn 64 KiB into gigabytes.
+        (wire(audio=frames_pb2.AudioRawFrame(audio=PCM, sample_rate=1, num_channels=1)), "sample_rate 1 "),
+        (wire(audio=frames_pb2.AudioRawFrame(audio=PCM, sample_rate=7999, num_channels=1)), "7999"),
+        (wire(audio=frames_pb2.AudioRawFrame(audio=PCM, sample_rate=48001, num_channels=1)), "48001"),
+        (
+            wire(audio=frames_pb2.AudioRawFrame(audio=PCM, sample_rate=2**32 - 1, num_channels=1)),
+            "4294967295",
+        ),
+        (
+            wire(audio=frames_pb2.AudioRawFrame(audio=PCM, sample_rate=16000, num_channels=3)),
+            "num_channels 3",
         ),
         (wire(message=frames_pb2.MessageFrame(data="{not json")), "invalid JSON"),
         (
             wire(message=frames_pb2.MessageFrame(data="[" * 100_000 + "]" * 100_000)),
-            "invalid JSON",
-        ),  # too deep
+            "nested too deep",
+        ),
+        (wire(message=frames_pb2.MessageFrame(data="[" * 65 + "]" * 65)), "nested too deep"),
         (wire(message=frames_pb2.MessageFrame(data="1" * 5000)), "invalid JSON"),  # int digit limit
         (wire(message=frames_pb2.MessageFrame(data='{"label":"rtvi-ai"}')), "type"),
         # A string field holding invalid UTF-8 (MessageFrame.data = b"\xff").
@@ -264,7 +277,7 @@ def test_decode_arbitrary_audio_fields(audio, rate, channels):
 
 
 @given(
-    pcm=st.binary(min_size=2, max_size=4000).filter(lambda b: len(b) % 2 == 0), rate=st.integers(1, 384000)
+    pcm=st.binary(min_size=2, max_size=4000).filter(lambda b: len(b) % 2 == 0), rate=st.integers(8000, 48000)
 )
 def test_encode_decode_audio_round_trip(pcm, rate):
     s = ProtobufSerializer()

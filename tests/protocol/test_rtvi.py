@@ -263,7 +263,11 @@ def test_non_rtvi_values_are_transport_messages(obj):
         ({"label": "rtvi-ai", "type": "error", "data": {"error": "x", "fatal": "yes"}}, r"data\.fatal"),
         ({"label": "rtvi-ai", "type": "bot-output", "data": {"text": "x", "segment_id": True}}, "segment_id"),
         ({"label": "rtvi-ai", "type": "bot-audio-level", "data": {"value": float("nan")}}, "value"),
-        ({"label": "rtvi-ai", "type": "x" * 1000, "id": []}, r"'xxx.*\.\.\.'"),  # long types are cut short
+        ({"label": "rtvi-ai", "type": "x" * 100, "id": []}, r"'xxx.*\.\.\.'"),  # long types are cut short
+        ({"label": "rtvi-ai", "type": "x" * 1000}, "'type' of 1000 characters"),
+        ({"label": "rtvi-ai", "type": "metrics", "id": "i" * 129}, "'id' of 129 characters"),
+        ({"label": "rtvi-ai", "type": "bot-output", "data": {"segment_id": 10**30}}, "segment_id"),
+        ({"label": "rtvi-ai", "type": "bot-audio-level", "data": {"value": 10**400}}, "value"),
     ],
 )
 def test_malformed_rtvi_raises_protocol_error(obj, match):

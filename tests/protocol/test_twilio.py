@@ -124,8 +124,11 @@ def test_decode_refuses_garbage(data, match):
 def test_decode_tolerates_lone_surrogates_and_refuses_deep_json():
     s = TwilioSerializer()
     assert s.decode('{"kind":"\udc80"}') == [TransportMessage({"kind": "\udc80"})]
-    with pytest.raises(ProtocolError, match="invalid JSON"):
+    with pytest.raises(ProtocolError, match="nested too deep"):
         s.decode("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ProtocolError, match="nested too deep"):
+        s.decode('{"a":' * 65 + "1" + "}" * 65)
+    assert s.decode('{"a":' * 63 + '"[[[[{{{{"' + "}" * 63)  # brackets inside strings do not count
 
 
 def test_decode_refuses_oversize():

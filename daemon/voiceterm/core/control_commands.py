@@ -8,15 +8,18 @@ value is an error reply that changes nothing — because the socket is open to o
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from voiceterm import safejson
 from voiceterm.core.device_events import EVENT_NAMES, jsonable
 
 MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
+# A request is a flat object, but arguments may carry app data for the bot (client-message d, ui-event
+# payload: 32 levels at most); the object and the argument add two.
+MAX_REQUEST_DEPTH = 34
 MAX_TEXT_CHARS = 4000  # send-text content
 VOLUME_RANGE = (0, 400)  # the same range as audio.volume_percent
 
@@ -135,20 +138,43 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def parse_request(line: bytes | str) -> Request:
-    """One request line to a Request; raises CommandError (carrying the id and cmd when they were readable)."""
+    """One request line to a Request; raises CommandError (carrying the id and cmd when they were readable).
+
+    Raises nothing else whatever the line holds: size, nesting and text are checked before anything acts
+    on it, so a request that parses is one that can be carried out as asked (text that cannot be sent as
+    UTF-8, a lone surrogate, or a NaN that JSON cannot carry, is refused here, not after an ok).
+    """
+    try:
+        return _parse_request(line)
+    except CommandError:
+        raise
+    except Exception as e:  # a socket client's bytes must never end the socket, nor the daemon
+        raise CommandError(f"unreadable request ({type(e).__name__})") from None
+
+
+def _parse_request(line: bytes | str) -> Request:
     if len(line) > MAX_REQUEST_BYTES:
         raise CommandError(f"request longer than {MAX_REQUEST_BYTES} bytes")
     try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, ValueError):
+        obj = safejson.loads(line, max_bytes=MAX_REQUEST_BYTES, max_depth=MAX_REQUEST_DEPTH)
+    except safejson.JSONRejected as e:
+        if e.kind == "too deep":
+            raise CommandError(f"request nested deeper than {MAX_REQUEST_DEPTH} levels") from None
         raise CommandError('not JSON: send one object per line, like {"cmd": "status"}') from None
     if not isinstance(obj, dict):
         raise CommandError('a request must be a JSON object, like {"cmd": "status"}')
     request_id = obj.get("id")
     if request_id is not None and (
-        isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or len(str(request_id)) > 64
+        isinstance(request_id, bool)
+        or not isinstance(request_id, (str, int))
+        or (isinstance(request_id, int) and request_id.bit_length() > 200)
+        or len(str(request_id)) > 64
+        or (isinstance(request_id, str) and safejson.has_lone_surrogate(request_id))
     ):
         raise CommandError("id must be a string or an integer of at most 64 characters")
+    unsendable = _unsendable(obj)
+    if unsendable is not None:
+        raise CommandError(unsendable, request_id=request_id)
     cmd = obj.get("cmd")
     if not isinstance(cmd, str) or not cmd:
         raise CommandError('missing "cmd"', request_id=request_id)
@@ -168,6 +194,28 @@ def parse_request(line: bytes | str) -> Request:
     except CommandError as e:
         raise CommandError(str(e), request_id=request_id, cmd=cmd) from None
     return Request(request_id, cmd, command)
+
+
+def _unsendable(obj: Mapping[str, Any]) -> str | None:
+    """Why an argument could not go to the bot as JSON, naming it, or None: text with a lone surrogate (no
+    UTF-8 for it) or a number that is NaN or infinite (no JSON for it), in its name or anywhere in its
+    value. The walk is bounded by the request's size."""
+    for key, value in obj.items():
+        if safejson.has_lone_surrogate(key):
+            return "an argument name is not valid Unicode text (a lone surrogate cannot be sent)"
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str) and safejson.has_lone_surrogate(item):
+                return f"{key} is not valid Unicode text (a lone surrogate cannot be sent)"
+            if isinstance(item, float) and not math.isfinite(item):
+                return f"{key} holds {item!r}, which is not a JSON number"
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
 
 
 def _build(cmd: str, args: Mapping[str, Any]) -> Command:
@@ -235,7 +283,7 @@ def reply_error(request_id: Any, cmd: str | None, message: str) -> bytes:
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+    return safejson.dumps_line(jsonable(obj))
 
 
 # --- messages to the bot and device functions (the browser client's sendClientMessage, sendClientRequest,

@@ -10,14 +10,13 @@ I/O: the trio shell publishes what these functions return.
 
 from __future__ import annotations
 
-import enum
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from voiceterm import safejson
 from voiceterm.core.linkstate import LinkState, LinkStatus
+from voiceterm.masking import scrub_known
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import Interruption, TextFrameEvent, TranscriptionEvent, TransportMessage
 
@@ -518,36 +517,34 @@ def drop_counters(snapshot: Mapping[str, Any]) -> dict[str, int]:
 
 
 def encode(event: DeviceEvent, *, ts: float, seq: int) -> bytes:
-    """One JSON line: ``{"event": NAME, "ts": unix seconds, "seq": n, ...payload}``.
+    """One line of strict UTF-8 JSON: ``{"event": NAME, "ts": unix seconds, "seq": n, ...payload}``.
 
-    Strict JSON (NaN and infinities become null); a line over MAX_LINE_BYTES keeps only its event name and
-    ``"truncated": true``.
+    Never fails, whatever the bot put in the payload: lone surrogates become U+FFFD, NaN and infinities
+    null, remembered secrets <redacted>; nesting deeper than 32 levels and content past MAX_LINE_BYTES are
+    cut with a visible "…[truncated]" marker and the line says ``"truncated": true``. A line still over
+    MAX_LINE_BYTES (text that grows when escaped) keeps only its event name and ``"truncated": true``.
     """
     head = {"event": event.NAME, "ts": round(ts, 3), "seq": seq}
-    line = _dumps({**head, **jsonable(event.payload())})
+    sanitizer = safejson.Sanitizer(budget=MAX_LINE_BYTES - 256, text=scrub_known)
+    try:
+        body = sanitizer.value(event.payload(), safejson.OUTPUT_DEPTH)
+    except Exception:  # a bug in an event's payload must cost that one line, not the stream
+        body, sanitizer.cut = {}, True
+    if sanitizer.cut:
+        body["truncated"] = True
+    line = safejson.dumps_line({**head, **body})
     if len(line) > MAX_LINE_BYTES:
-        line = _dumps({**head, "truncated": True})
+        line = safejson.dumps_line({**head, "truncated": True})
     return line
 
 
-def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return (
-        json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
-        + b"\n"
-    )
+JSONABLE_BUDGET = 1 << 20  # characters: a status document is a few KB; this only bounds a runaway one
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with mappings and sequences rebuilt and non-finite floats as None (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no NaN; jq and browsers reject it
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    return value
+    """`value` rebuilt from JSON types only (see `safejson.sanitize`): enums as their value, NaN and
+    infinities as null, lone surrogates replaced, remembered secrets masked, depth and size bounded."""
+    return safejson.sanitize(value, budget=JSONABLE_BUDGET, text=scrub_known)
 
 
 EVENT_NAMES: frozenset[str] = frozenset(

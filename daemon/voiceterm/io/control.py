@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from typing import Any
 
 import trio
 
+from voiceterm import safejson
 from voiceterm.core.device_events import jsonable
 
 log = logging.getLogger("voiceterm.control")
@@ -76,8 +76,9 @@ def default_socket_path(
 
 
 def encode_snapshot(snap: Mapping[str, Any]) -> bytes:
-    """The snapshot as strict JSON (one line): NaN/inf become null, enums their value, the rest str()."""
-    return json.dumps(jsonable(snap), separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+    """The snapshot as one line of strict UTF-8 JSON: NaN/inf become null, enums their value, lone
+    surrogates U+FFFD, remembered secrets <redacted>, the rest str(); never fails (see safejson)."""
+    return safejson.dumps_line(jsonable(snap))
 
 
 def prepare_socket_path(path: str, key: str = "[status] socket", dir_mode: int = 0o700) -> None:
@@ -237,8 +238,8 @@ def read_status(path: str, timeout: float = 2.0) -> dict[str, Any]:
     finally:
         sock.close()
     try:
-        doc = json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = safejson.loads(b"".join(chunks), max_bytes=MAX_DOCUMENT_BYTES)
+    except safejson.JSONRejected:
         raise ValueError("the answer is not JSON: not a voiceterm status socket") from None
     if isinstance(doc, dict):
         return doc

@@ -2,9 +2,11 @@
 daemon's events and send it commands, one JSON object per line each way.
 
 Publishing never waits. Each connection has its own bounded queue of outgoing lines (replies and events)
-drained by its own writer task; a connection whose queue is full — a subscriber that stopped reading — is
-dropped on the spot, counted and logged once, so no subscriber can slow the audio or the link. The socket
-is created with the configured mode and group (see `EventsConfig`) and removed when the server stops.
+drained by its own writer task; a connection whose queue is full — a subscriber that stopped reading, or
+one that lets more than MAX_QUEUED_BYTES pile up (a bot sending 64 KiB lines) — is dropped on the spot,
+counted and logged once, so no subscriber can slow the audio or the link, nor hold much of its memory.
+The socket is created with the configured mode and group (see `EventsConfig`) and removed when the server
+stops.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ DROP_LOG_INTERVAL_S = 60.0  # dropped clients beyond one per this are counted in
 # Kernel send buffer per connection (Linux doubles it): with the queue, it bounds what a stuck subscriber
 # can hold of the daemon's memory, and it makes "stuck" visible within a few hundred events.
 SEND_BUFFER_BYTES = 32 * 1024
+# Bytes waiting in one connection's queue: 256 ordinary lines are ~50 KB, but 256 lines a bot made 64 KiB
+# each would be 16 MiB per subscriber. Beyond this the connection is a stuck one, dropped like a full queue.
+MAX_QUEUED_BYTES = 1 << 20
 
 Handler = Callable[[cc.Command], Mapping[str, Any]]
 """Carries out a command (anything but subscribe / unsubscribe) and returns its result; raises
@@ -72,12 +77,13 @@ _client_numbers = itertools.count(1)
 
 
 class _Connection:
-    __slots__ = ("cancel_scope", "client", "filter", "label", "send", "subscribed")
+    __slots__ = ("cancel_scope", "client", "filter", "label", "queued_bytes", "send", "subscribed")
 
     def __init__(self, send: trio.MemorySendChannel[bytes], label: str) -> None:
         self.client = next(_client_numbers)
         self.send = send
         self.label = label
+        self.queued_bytes = 0  # in the queue, not yet handed to the socket
         self.subscribed = False
         self.filter: frozenset[str] | None = None
         self.cancel_scope = trio.CancelScope()
@@ -97,6 +103,7 @@ class EventHub:
         self._drop_log = Throttle(DROP_LOG_INTERVAL_S)
         # Called with the client number of each connection that ends (its claims and requests die with it).
         self.on_disconnect: list[Callable[[int], None]] = []
+        self._error_log = Throttle(DROP_LOG_INTERVAL_S)
         self.counters = {
             "events_published_total": 0,
             "clients_total": 0,
@@ -140,12 +147,17 @@ class EventHub:
         return False
 
     def _offer(self, conn: _Connection, line: bytes) -> None:
+        if conn.queued_bytes + len(line) > MAX_QUEUED_BYTES:
+            self._drop(conn, f"over {MAX_QUEUED_BYTES} bytes queued: it does not keep up")
+            return
         try:
             conn.send.send_nowait(line)
         except trio.WouldBlock:
             self._drop(conn, f"queue full ({self.queue_size} lines): it stopped reading")
+            return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # already going away
+            return  # already going away
+        conn.queued_bytes += len(line)
 
     def _drop(self, conn: _Connection, why: str) -> None:
         if conn not in self._connections:
@@ -192,6 +204,7 @@ class EventHub:
         try:
             async with recv:
                 async for line in recv:
+                    conn.queued_bytes -= len(line)
                     await stream.send_all(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
@@ -242,7 +255,8 @@ class EventHub:
             return
         except Exception as e:  # a bug behind one command must not end the socket, nor the daemon
             self.counters["commands_failed_total"] += 1
-            log.exception("control command failed %s", kv(cmd=request.cmd))
+            if self._error_log.allow(time.monotonic()) is not None:  # a client repeating it must not flood
+                log.exception("control command failed %s", kv(cmd=request.cmd))
             self._reply(conn, cc.reply_error(request.id, request.cmd, f"internal error: {type(e).__name__}"))
             return
         self._reply(conn, cc.reply_ok(request.id, request.cmd, result))

@@ -91,7 +91,8 @@ class Speaker(DeviceWorker):
             cap_frames=self.rate * audio.playout_cap_ms // 1000,
             underrun_window_frames=int(self.rate * UNDERRUN_WINDOW_S),
         )
-        self._resampler = StreamResampler(self.rate)
+        # Bounded work per chunk: never more output than the playout cap can hold (hostile-input bound).
+        self._resampler = StreamResampler(self.rate, max_output_frames=self._playout.cap_frames)
         self._earcon_queue: deque[np.ndarray] = deque()
         self._earcon_pos = 0
         self._drop_pending = False
@@ -236,11 +237,12 @@ class Speaker(DeviceWorker):
         """
         with self._cond:
             p = self._playout.stats()
+        trimmed = self._resampler.trimmed_frames  # cut before resampling: handed in, and dropped
         return {
-            "frames_in_total": self._frames_in,
+            "frames_in_total": self._frames_in + trimmed,
             "frames_played_total": self._frames_played,
             "underruns_total": p.underruns,
-            "dropped_frames_total": p.dropped_frames + self._faulted_dropped + self._write_lost,
+            "dropped_frames_total": p.dropped_frames + self._faulted_dropped + self._write_lost + trimmed,
             "flushed_frames_total": p.flushed_frames,
             "reopens_total": self._reopens,
             "resampled_chunks_total": self._resampled_chunks,

@@ -1,31 +1,49 @@
 """The serializer interface: how one wire format turns mic audio and RTVI messages into WebSocket
 messages, and WebSocket messages from the bot into typed events. Pure: bytes and values only.
 
-The shared validation lives here, so every format refuses the same bad input with the same words.
+The shared validation lives here, so every format refuses the same bad input with the same words. It is
+also where the bot's bytes are contained, for every format including plugins: each subclass's `decode` is
+wrapped so that it raises nothing but ProtocolError whatever it is fed (a bug or a resource error caused by
+content included), and the audio it returns is checked against the formats a voice bot can mean
+(`check_bot_audio`). The link counts and drops what fails, and the session goes on.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from voiceterm import safejson
 from voiceterm.protocol.errors import ProtocolError
-from voiceterm.protocol.events import Event
+from voiceterm.protocol.events import AudioChunk, Event
 
 __all__ = [
+    "BOT_AUDIO_CHANNELS",
+    "BOT_AUDIO_RATES",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_SAMPLE_RATE",
     "Event",
     "Serializer",
+    "check_bot_audio",
     "decode_json",
     "encode_json",
 ]
 
 # websockets (pipecat's default server) caps messages at 1 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
-# Sanity bound for a sample rate in either direction; also keeps it inside protobuf's uint32.
+# Sanity bound for the mic's sample rate; also keeps it inside protobuf's uint32.
 MAX_SAMPLE_RATE = 384_000
+# Bot audio the daemon plays: the rates a voice bot can mean (telephone 8 kHz up to 48 kHz studio; pipecat's
+# TTS services use 8 000 to 48 000 Hz) and mono or stereo (stereo is mixed down). Anything else is garbage,
+# not speech: a frame at 1 Hz would make the resampler turn 64 KiB into gigabytes. Resampling from 8 kHz to
+# a 48 kHz speaker is the largest ratio, 6.
+BOT_AUDIO_RATES = range(8000, 48001)
+BOT_AUDIO_CHANNELS = range(1, 3)
+MAX_JSON_DEPTH = safejson.MAX_DEPTH  # pipecat's messages nest 3 or 4 levels
 
 
 class Serializer(abc.ABC):
@@ -37,6 +55,12 @@ class Serializer(abc.ABC):
     supports_rtvi: ClassVar[bool]
     # The rate mic audio MUST have (the server does not resample); None = whatever the config says.
     input_sample_rate: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        decode = cls.__dict__.get("decode")
+        if decode is not None and not getattr(decode, "_contained", False):
+            cls.decode = _contained(decode)  # type: ignore[method-assign]
 
     def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, **options: object) -> None:
         if options:
@@ -83,7 +107,8 @@ class Serializer(abc.ABC):
     @abc.abstractmethod
     def decode(self, data: bytes | str) -> list[Event]:
         """All events in one WebSocket message (often one, [] for cases to ignore). Raises only
-        ``ProtocolError``: malformed content, the wrong WebSocket frame type, or an oversize message."""
+        ``ProtocolError``: malformed content, the wrong WebSocket frame type, an oversize message, or audio
+        in a format no voice bot means. (Subclasses' implementations are wrapped to guarantee it.)"""
 
     # -- shared validation ------------------------------------------------------------------------
 
@@ -157,10 +182,46 @@ def encode_json(message: object, what: str) -> str:
         raise ProtocolError(f"{what}: not serializable as JSON ({type(e).__name__}: {e})") from None
 
 
-def decode_json(text: str | bytes, what: str) -> object:
-    """The JSON value in ``text``, or ``ProtocolError`` (bad syntax, too deep, huge integers)."""
+def decode_json(text: str | bytes, what: str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> object:
+    """The JSON value in ``text``, or ``ProtocolError`` (bad syntax, over ``max_bytes``, nested deeper
+    than MAX_JSON_DEPTH, huge integers). Linear in the size, whatever the content."""
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
-        # ValueError covers JSONDecodeError, bad UTF-8 and int digit limits; never echo the payload.
-        raise ProtocolError(f"{what}: invalid JSON ({type(e).__name__})") from None
+        return safejson.loads(text, max_bytes=max_bytes, max_depth=MAX_JSON_DEPTH)
+    except safejson.JSONRejected as e:
+        raise ProtocolError(f"{what}: {e}") from None
+
+
+def check_bot_audio(rate: object, channels: object, n_bytes: int, who: str) -> None:
+    """``ProtocolError`` unless bot audio of this format is one a voice bot can mean (BOT_AUDIO_RATES,
+    BOT_AUDIO_CHANNELS) in whole 16-bit samples for every channel."""
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate not in BOT_AUDIO_RATES:
+        raise ProtocolError(
+            f"{who}: audio frame with sample_rate {rate!r} (plays {BOT_AUDIO_RATES.start}.."
+            f"{BOT_AUDIO_RATES.stop - 1} Hz only)"
+        )
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in BOT_AUDIO_CHANNELS:
+        raise ProtocolError(f"{who}: audio frame with num_channels {channels!r} (plays mono or stereo only)")
+    if n_bytes % (2 * channels):
+        raise ProtocolError(
+            f"{who}: audio frame of {n_bytes} bytes is not whole 16-bit samples for {channels} channel(s)"
+        )
+
+
+def _contained(decode: Callable[[Serializer, bytes | str], list[Event]]) -> Any:
+    """``decode`` made to raise nothing but ProtocolError, and to return only audio a voice bot can mean."""
+
+    @functools.wraps(decode)
+    def contained(self: Serializer, data: bytes | str) -> list[Event]:
+        try:
+            events = decode(self, data)
+            for event in events:
+                if isinstance(event, AudioChunk):
+                    check_bot_audio(event.sample_rate, event.num_channels, len(event.pcm), self.name)
+            return events
+        except ProtocolError:
+            raise
+        except Exception as e:  # RecursionError and MemoryError included: content must not end the session
+            raise ProtocolError(f"{self.name}: undecodable message ({type(e).__name__})") from None
+
+    contained._contained = True  # type: ignore[attr-defined]
+    return contained

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from google.protobuf.message import DecodeError
 
 from voiceterm.protocol import frames_pb2
-from voiceterm.protocol.base import MAX_SAMPLE_RATE, Serializer, decode_json, encode_json
+from voiceterm.protocol.base import Serializer, check_bot_audio, decode_json, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import (
     AudioChunk,
@@ -20,9 +20,6 @@ from voiceterm.protocol.events import (
 from voiceterm.protocol.rtvi import check_client_message, parse_server_message
 
 __all__ = ["ProtobufSerializer"]
-
-# Bot audio with more channels than this is not speech for a terminal; refuse it as garbage.
-_MAX_CHANNELS = 8
 
 
 class ProtobufSerializer(Serializer):
@@ -69,7 +66,9 @@ class ProtobufSerializer(Serializer):
         if which == "audio":
             return self._decode_audio(frame.audio)
         if which == "message":
-            obj = decode_json(frame.message.data, f"{self.name}: message frame")
+            obj = decode_json(
+                frame.message.data, f"{self.name}: message frame", max_bytes=self.max_message_bytes
+            )
             return [parse_server_message(obj)]
         if which == "interruption":
             return [Interruption()]
@@ -86,12 +85,5 @@ class ProtobufSerializer(Serializer):
             return []  # nothing to play
         rate: int = audio.sample_rate
         channels: int = audio.num_channels
-        if not 0 < rate <= MAX_SAMPLE_RATE:
-            raise ProtocolError(f"{self.name}: audio frame with sample_rate {rate}")
-        if not 0 < channels <= _MAX_CHANNELS:
-            raise ProtocolError(f"{self.name}: audio frame with num_channels {channels}")
-        if len(pcm) % (2 * channels):
-            raise ProtocolError(
-                f"{self.name}: audio frame of {len(pcm)} bytes is not whole 16-bit samples for {channels} channel(s)"
-            )
+        check_bot_audio(rate, channels, len(pcm), self.name)
         return [AudioChunk(pcm, rate, channels)]

@@ -648,9 +648,12 @@ def _fits(kind: str, value: object) -> bool:
     if base == _BOOL:
         return isinstance(value, bool)
     if base == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+        # 64 bits: a segment id or count, never a 4000-digit integer that overflows whoever reads it.
+        return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64
     if base == _NUMBER:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(value, float):
+            return math.isfinite(value)
+        return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64
     if base == "object":
         return isinstance(value, dict)
     raise AssertionError(f"unknown field kind {kind}")  # a bug in this module's tables
@@ -661,13 +664,26 @@ def _short(text: str) -> str:
     return repr(text[:40] + "...") if len(text) > 40 else repr(text)
 
 
+MAX_NAME_CHARS = 128  # an RTVI type or id longer than this is garbage, not a name
+
+
 def parse_server_message(obj: object) -> RTVIEvent | TransportMessage:
     """Turn one decoded JSON transport message into an event.
 
     A value that is not a JSON object labelled ``"rtvi-ai"`` is an app message: ``TransportMessage``.
-    An RTVI message needs a string ``type`` and a string or absent ``id``; known types become their
-    typed subclass, unknown ones a plain ``RTVIEvent``. Raises only ``ProtocolError``.
+    An RTVI message needs a string ``type`` and a string or absent ``id`` (each at most MAX_NAME_CHARS);
+    known types become their typed subclass, unknown ones a plain ``RTVIEvent``. Raises only
+    ``ProtocolError``, whatever ``obj`` is.
     """
+    try:
+        return _parse(obj)
+    except ProtocolError:
+        raise
+    except Exception as e:  # the bot's content must never raise anything else out of here
+        raise ProtocolError(f"RTVI: unparsable message ({type(e).__name__})") from None
+
+
+def _parse(obj: object) -> RTVIEvent | TransportMessage:
     if not isinstance(obj, dict):
         return TransportMessage(obj)
     label = obj.get("label")
@@ -676,9 +692,13 @@ def parse_server_message(obj: object) -> RTVIEvent | TransportMessage:
     msg_type = obj.get("type")
     if not isinstance(msg_type, str) or not msg_type:
         raise ProtocolError("RTVI message without a string 'type'")
+    if len(msg_type) > MAX_NAME_CHARS:
+        raise ProtocolError(f"RTVI message 'type' of {len(msg_type)} characters")
     msg_id = obj.get("id")
     if msg_id is not None and not isinstance(msg_id, str):
         raise ProtocolError(f"RTVI {_short(msg_type)}: 'id' must be a string, not {type(msg_id).__name__}")
+    if msg_id is not None and len(msg_id) > MAX_NAME_CHARS:
+        raise ProtocolError(f"RTVI {_short(msg_type)}: 'id' of {len(msg_id)} characters")
     data = obj.get("data")
     known = _BY_TYPE.get(msg_type)
     if known is None:

@@ -173,7 +173,7 @@ class TwilioSerializer(Serializer):
 
     def decode(self, data: bytes | str) -> list[Event]:
         text = self._check_incoming(data)
-        obj = decode_json(text, f"{self.name}: message")
+        obj = decode_json(text, f"{self.name}: message", max_bytes=self.max_message_bytes)
         event = obj.get("event") if isinstance(obj, dict) else None
         if not isinstance(event, str):
             # pipecat's TwilioFrameSerializer forwards app transport messages as bare JSON.
