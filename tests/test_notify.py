@@ -181,3 +181,9 @@ def test_watchdog_period_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     assert watchdog_period() == 10.0
     monkeypatch.delenv("WATCHDOG_USEC")
     assert watchdog_period() is None
+
+
+def test_clean_status_escapes_what_a_bot_put_in_an_error() -> None:
+    line = clean_status("offline: bot closed (code 4000: a\x1b[2Jb\u2028c Bearer s3cr3t-value)")
+    assert "\x1b" not in line and "\u2028" not in line and "s3cr3t-value" not in line
+    assert "a\\x1b[2Jb c" in line  # U+2028 is whitespace: collapsed like a newline

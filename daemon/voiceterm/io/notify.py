@@ -12,6 +12,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+from voiceterm.logs import escape
+
 log = logging.getLogger("voiceterm.notify")
 
 STATUS_MAX_CHARS = 200  # `systemctl status` shows one line; longer text only hides the useful start
@@ -102,8 +104,10 @@ class Notifier:
 
 
 def clean_status(text: str) -> str:
-    """One line of at most STATUS_MAX_CHARS: a newline would start a new (bogus) KEY=value assignment."""
-    line = " ".join(text.split())
+    """One line of at most STATUS_MAX_CHARS: a newline would start a new (bogus) KEY=value assignment, and
+    the text may quote the bot (a link error): no control characters, no secrets, whitespace collapsed."""
+    line = " ".join(text[: 4 * STATUS_MAX_CHARS].split())
+    line = escape(line, limit=4 * len(line) + 8)  # the limit only bounds work here; the cut comes next
     if len(line) > STATUS_MAX_CHARS:
         line = line[: STATUS_MAX_CHARS - 1] + "…"
     return line
