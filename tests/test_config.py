@@ -12,7 +12,6 @@ import pytest
 from voiceterm import cli
 from voiceterm.config import (
     DEFAULT_CONFIG_PATH,
-    EX_CONFIG,
     Config,
     ConfigError,
     config_from_dict,
@@ -21,6 +20,7 @@ from voiceterm.config import (
     load_config,
     render_toml,
 )
+from voiceterm.exitcodes import EX_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "voiceterm.toml"

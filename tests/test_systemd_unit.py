@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from voiceterm.cli import build_parser
-from voiceterm.config import CREDENTIAL_NAME, DEFAULT_CONFIG_PATH, EX_CONFIG
+from voiceterm.config import CREDENTIAL_NAME, DEFAULT_CONFIG_PATH
+from voiceterm.exitcodes import EX_CONFIG
 from voiceterm.io.control import SOCKET_NAME, default_socket_path
 from voiceterm.io.notify import watchdog_period
 

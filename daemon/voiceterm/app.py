@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 from functools import partial
 from typing import Any
@@ -25,6 +24,7 @@ from voiceterm.config import Config, ConfigError, effective_config, load_config,
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
+from voiceterm.core.lograte import Throttle
 from voiceterm.core.patterns import describe
 from voiceterm.core.terminal import (
     Earcon,
@@ -35,11 +35,12 @@ from voiceterm.core.terminal import (
     Terminal,
     WakeLink,
 )
+from voiceterm.errors import first_real
+from voiceterm.exitcodes import EX_CONFIG, EX_SOFTWARE
 from voiceterm.io.event_socket import EventHub, current_client
 from voiceterm.io.integrations import COMMANDS as INTEGRATION_COMMANDS
 from voiceterm.io.integrations import Integrations, builtins_for
 from voiceterm.io.link import Link, SessionEnded, SessionStarted
-from voiceterm.io.lograte import Throttle
 from voiceterm.io.notify import Notifier, watchdog_period
 from voiceterm.logs import kv, set_level, setup_logging
 from voiceterm.masking import remember_secrets
@@ -47,12 +48,8 @@ from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import AudioChunk
 from voiceterm.protocol.registry import get_serializer
 
-if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
-    from exceptiongroup import BaseExceptionGroup
-
 log = logging.getLogger("voiceterm")
 
-EX_SOFTWARE = 70  # sysexits: an internal error; systemd restarts on it
 SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
 MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
 EDGE_QUEUE = 64  # button edges / keys waiting for the brain
@@ -511,9 +508,9 @@ class Daemon:
             expected = trio.current_time() + period
 
     async def _metrics_writer(self) -> None:
+        from voiceterm.core.lograte import RepeatSuppressor
         from voiceterm.core.metrics import render_prometheus
         from voiceterm.io.control import write_textfile
-        from voiceterm.io.lograte import RepeatSuppressor
 
         # Under ProtectSystem=strict the path needs ReadWritePaths=; say so once, then rarely.
         failures = RepeatSuppressor()
@@ -667,19 +664,12 @@ def run_daemon(cfg: Config, *, keyboard: bool = False, log_level: str | None = N
     except Exception as e:  # the last line of defence: one line in the journal, non-zero for systemd
         from voiceterm.io.gpio import PanelError
 
-        first = _innermost(e)
+        first = first_real(e, skip=trio.Cancelled)
         if isinstance(first, PanelError):
             log.error("%s", first)  # no GPIO: restarting cannot help, so EX_CONFIG stops systemd's loop
-            return 78
+            return EX_CONFIG
         log.exception("daemon failed")
         return EX_SOFTWARE
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups (trio's strict groups)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 __all__ = ["Daemon", "LinkState", "run_daemon"]

@@ -12,11 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from voiceterm import __version__
-from voiceterm.config import EX_CONFIG, Config, ConfigError, config_path_from, load_config
-
-EX_OK = 0
-EX_FAILURE = 1
-EX_UNAVAILABLE = 69  # sysexits: a service the command needs is not there (no daemon, no device)
+from voiceterm.config import Config, ConfigError, config_path_from, load_config
+from voiceterm.exitcodes import EX_CONFIG, EX_FAILURE, EX_INTERRUPTED, EX_OK, EX_UNAVAILABLE, EX_USAGE
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EX_USAGE
     try:
         if args.command == "check-config":
             return _check_config(args)
@@ -129,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"voiceterm: {e}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return 2  # pragma: no cover
+    return EX_USAGE  # pragma: no cover
 
 
 def remember_config_secrets(cfg: Config) -> None:
@@ -234,7 +231,7 @@ def _events(args: argparse.Namespace) -> int:
             print(
                 f"voiceterm: unknown event {name!r}; known: {', '.join(sorted(EVENT_NAMES))}", file=sys.stderr
             )
-            return 2
+            return EX_USAGE
     path = _events_socket(args)
     try:
         return follow(path, raw=args.json, names=args.event)
@@ -284,7 +281,7 @@ def _ctl(args: argparse.Namespace) -> int:
         request = ctl_request(args.ctl_command, args.ctl_args)
     except ValueError as e:
         print(f"voiceterm: {e}", file=sys.stderr)
-        return 2
+        return EX_USAGE
     path = _events_socket(args)
     try:
         with EventClient(path) as client:

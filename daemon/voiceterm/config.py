@@ -2,7 +2,7 @@
 
 Every key has a default that works on a Raspberry Pi with a USB microphone and speaker, so an empty file is a
 valid configuration. `load_config` returns frozen dataclasses or raises `ConfigError`, whose message is one line
-naming the file and the dotted key; the CLI turns it into exit status 78 (EX_CONFIG).
+naming the file and the dotted key; the CLI turns it into exit status 78 (`exitcodes.EX_CONFIG`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG_PATH = "/etc/voiceterm/voiceterm.toml"
-EX_CONFIG = 78
 CREDENTIAL_NAME = "token"  # systemd LoadCredential=token:… ends up at $CREDENTIALS_DIRECTORY/token
 
 

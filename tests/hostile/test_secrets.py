@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from voiceterm.config import EX_CONFIG
+from voiceterm.exitcodes import EX_CONFIG
 from voiceterm_devkit.bot import BotProcess
 from voiceterm_devkit.hostile_bot import HostileBot, rtvi
 from voiceterm_devkit.start_server import StartEndpointServer

@@ -36,7 +36,7 @@ from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.utils.asyncio.task_manager import TaskManager
 
-from voiceterm.core.pcm import level_dbfs, mulaw_decode, mulaw_encode
+from voiceterm.core.pcm import level_dbfs
 from voiceterm.protocol import rtvi
 from voiceterm.protocol.events import (
     AudioChunk,
@@ -45,6 +45,7 @@ from voiceterm.protocol.events import (
     TranscriptionEvent,
     TransportMessage,
 )
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
 

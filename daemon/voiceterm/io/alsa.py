@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from voiceterm.io.lograte import RepeatSuppressor
+from voiceterm.core.lograte import RepeatSuppressor
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")

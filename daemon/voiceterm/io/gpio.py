@@ -20,6 +20,7 @@ import trio
 from voiceterm.config import GpioConfig
 from voiceterm.core.patterns import color_at, describe, level_at, next_change
 from voiceterm.core.status import StatusView
+from voiceterm.errors import reason
 from voiceterm.logs import kv
 
 __all__ = ["DEFAULT_PIN_FACTORY", "Panel", "PanelError", "make_pin_factory"]
@@ -35,11 +36,6 @@ _HINT = 'set [gpio] enabled = false, or pin_factory = "mock" to develop without 
 
 class PanelError(Exception):
     """GPIO is missing or misconfigured; the message is one line saying what to do."""
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:200]
 
 
 def make_pin_factory(name: str = "", environ: Mapping[str, str] | None = None) -> Any:
@@ -70,7 +66,7 @@ def make_pin_factory(name: str = "", environ: Mapping[str, str] | None = None) -
             f"GPIO unavailable ({name}: the {missing} Python module is not installed{how}); {_HINT}"
         ) from None
     except Exception as e:  # each factory fails its own way (lgpio.error, OSError, RuntimeError...)
-        raise PanelError(f"GPIO unavailable ({name}: {_one_line(e)}); {_HINT}") from None
+        raise PanelError(f"GPIO unavailable ({name}: {reason(e)}); {_HINT}") from None
 
 
 class Panel:
@@ -132,7 +128,7 @@ class Panel:
                 self.led_kind = "pwm" if gpio.led_pwm else "digital"
         except (GPIOZeroError, OSError, ValueError) as e:
             self.close()
-            raise PanelError(f"GPIO {what}: {_one_line(e)}; check [gpio] in the configuration") from None
+            raise PanelError(f"GPIO {what}: {reason(e)}; check [gpio] in the configuration") from None
 
     @property
     def binary(self) -> bool:
@@ -181,9 +177,7 @@ class Panel:
             except Exception as e:  # a flaky pin must not take the terminal down; the next change retries
                 self.led_write_errors_total += 1
                 if self.led_write_errors_total in (1, 10, 100):
-                    log.warning(
-                        "LED write failed %s", kv(error=_one_line(e), total=self.led_write_errors_total)
-                    )
+                    log.warning("LED write failed %s", kv(error=reason(e), total=self.led_write_errors_total))
                 return None
             self._last_value = value
         return value
@@ -261,9 +255,9 @@ class Panel:
                     device.off()
                 device.close()
             except Exception as e:  # closing is best effort; the process is usually ending
-                log.debug("gpio close %s", kv(error=_one_line(e)))
+                log.debug("gpio close %s", kv(error=reason(e)))
         if self._owns_factory and self.factory is not None:
             try:
                 self.factory.close()
             except Exception as e:
-                log.debug("pin factory close %s", kv(error=_one_line(e)))
+                log.debug("pin factory close %s", kv(error=reason(e)))

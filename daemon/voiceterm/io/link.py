@@ -29,9 +29,9 @@ from voiceterm.core.linkqueues import Outbox
 from voiceterm.core.linkstate import LinkCounters, LinkStatus
 from voiceterm.core.lograte import Throttle
 from voiceterm.core.reconnect import DEFAULT_STABLE_AFTER, ReconnectPolicy
+from voiceterm.errors import first_real
 from voiceterm.io.linkfailures import describe_attempt_error, describe_close
 from voiceterm.io.linkpipes import Inbound, Outbound
-from voiceterm.io.neterrors import first_real
 from voiceterm.io.wsopen import Connector, StreamOpener, Target
 from voiceterm.logs import escape, kv
 from voiceterm.masking import mask_url
@@ -306,7 +306,7 @@ class Link:
                         nursery.start_soon(self._guarded, self._session, self._write)
                     conn.cancel_scope.cancel()
         except BaseException as exc:
-            real = first_real(exc)
+            real = first_real(exc, skip=trio.Cancelled)
             if real is None or not isinstance(real, Exception):
                 raise
             failure = describe_attempt_error(real, token_sent=bool(target and target.token_sent))
