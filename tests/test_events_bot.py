@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import trio
 
-from voiceterm.config import Config, config_from_dict
+from voiceterm.config import Config
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.latency import LatencyRecorder
 from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import trio
 
-from voiceterm.app import LIVE_KEYS, _changed_keys, _merge
-from voiceterm.config import config_from_dict
+from voiceterm.app import _changed_keys, _merge
+from voiceterm.config import is_live
+from voiceterm.config_load import config_from_dict
 from voiceterm.io.link import Link
 from voiceterm.io.mic import Microphone
 from voiceterm.io.speaker import Speaker
-
-
-def _is_live(key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in LIVE_KEYS)
 
 
 def test_changed_keys_and_merge_keep_restart_keys() -> None:
@@ -23,7 +20,7 @@ def test_changed_keys_and_merge_keep_restart_keys() -> None:
     )
     changed = _changed_keys(old, new)
     assert sorted(changed) == ["audio.capture_device", "audio.volume_percent", "reconnect.max_delay"]
-    live = [k for k in changed if _is_live(k)]
+    live = [k for k in changed if is_live(k)]
     assert sorted(live) == ["audio.volume_percent", "reconnect.max_delay"]
     merged = _merge(old, new, live)
     assert merged.audio.volume_percent == 50 and merged.reconnect.max_delay == 10.0

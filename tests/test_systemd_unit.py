@@ -194,7 +194,7 @@ def test_device_access_and_groups() -> None:
 
 
 def test_the_fallback_credential_means_no_token(tmp_path: Path) -> None:
-    from voiceterm.config import load_config
+    from voiceterm.config_load import load_config
 
     (fallback,) = values("SetCredential")
     data = fallback.partition(":")[2].encode().decode("unicode_escape")

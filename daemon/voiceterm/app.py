@@ -20,7 +20,9 @@ from typing import Any
 import trio
 
 from voiceterm import __version__
-from voiceterm.config import Config, ConfigError, effective_config, load_config, secret_values
+from voiceterm.config import Config, ConfigError, is_live
+from voiceterm.config_load import load_config
+from voiceterm.config_render import effective_config, secret_values
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
@@ -58,19 +60,6 @@ STATUS_MIN_INTERVAL_S = 0.25  # at most 4 STATUS= lines a second
 STATUS_REFRESH_S = 5.0  # counters in the STATUS line refresh this often without a state change
 STATUS_LOG_INTERVAL_S = 10.0  # one status change (previous -> new) is logged at most this often
 BOT_EVENT_ERROR_LOG_S = 60.0  # a bot event that could not be handled: one journal line a minute at most
-
-
-# Keys whose change a SIGHUP applies live; anything else needs a restart, and the log says which.
-LIVE_KEYS = {
-    "logging.level",
-    "audio.volume_percent",
-    "audio.mic_gain_db",
-    "earcons.",
-    "push_to_talk.",
-    "reconnect.",
-    "heartbeat.",
-    "status.metrics_interval",
-}
 
 
 class Daemon:
@@ -606,7 +595,7 @@ class Daemon:
             log.warning("%s", warning)
         remember_secrets(secret_values(new))
         changed = _changed_keys(self.cfg, new)
-        live = [k for k in changed if any(k == p or (p.endswith(".") and k.startswith(p)) for p in LIVE_KEYS)]
+        live = [k for k in changed if is_live(k)]
         restart = [k for k in changed if k not in live]
         if "logging.level" in live:
             set_level(new.logging.level)

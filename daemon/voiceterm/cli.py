@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from voiceterm import __version__
-from voiceterm.config import Config, ConfigError, config_path_from, load_config
+from voiceterm.config import Config, ConfigError
+from voiceterm.config_load import config_path_from, load_config
 from voiceterm.exitcodes import EX_CONFIG, EX_FAILURE, EX_INTERRUPTED, EX_OK, EX_UNAVAILABLE, EX_USAGE
 
 
@@ -133,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def remember_config_secrets(cfg: Config) -> None:
     """Have every mask in this process (logs, status, events, listings) hide the configured secrets by value."""
-    from voiceterm.config import secret_values
+    from voiceterm.config_render import secret_values
     from voiceterm.masking import remember_secrets
 
     remember_secrets(secret_values(cfg))
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from voiceterm.config import effective_config, render_toml
+    from voiceterm.config_render import effective_config, render_toml
     from voiceterm.masking import scrub_known
     from voiceterm.parts import check_parts
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio_websocket
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link, SessionStarted
 from voiceterm.protocol import rtvi

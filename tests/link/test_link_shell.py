@@ -15,7 +15,7 @@ import logging
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkevents import ReceivedAudio, SessionEnded, SessionStarted
 from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.terminal import Earcon, FlushPlayback, SendMessage, Terminal
 from voiceterm.io.gpio import Panel
 from voiceterm.io.link import Link, SessionStarted

@@ -9,7 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from voiceterm.config import GpioConfig, config_from_dict
+from voiceterm.config import GpioConfig
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import Blink, Flash, On, Pulse, level_at, period
 from voiceterm.core.status import STYLES, StatusView

@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.terminal import Quit, ReconnectNow, SendMessage, Terminal
 from voiceterm.io.keyboard import KeyParser, read_keys

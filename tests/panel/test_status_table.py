@@ -8,7 +8,7 @@ import itertools
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import color_at, level_at
 from voiceterm.core.status import PRIORITY, STYLES, Conditions, resolve
