@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.linkstate import LinkState, LinkStatus
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi_parse
 from voiceterm.protocol.events import Interruption, TranscriptionEvent, TransportMessage
 
 
 def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
-    return rtvi.parse_server_message({"label": "rtvi-ai", "type": type_, "id": id_, "data": data})
+    return rtvi_parse.parse_server_message({"label": "rtvi-ai", "type": type_, "id": id_, "data": data})
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from voiceterm.config_load import config_from_dict
 from voiceterm.core.terminal import Earcon, FlushPlayback, SendMessage, Terminal
 from voiceterm.io.gpio import Panel
 from voiceterm.io.link import Link, SessionStarted
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.events import AudioChunk, Interruption
 from voiceterm_devkit.alsa_files import AlsaFileConfig, read_raw
 from voiceterm_devkit.bot import BotProcess, event_is
@@ -187,13 +187,13 @@ async def test_a_press_during_bot_speech_flushes_playback_and_interrupts_the_bot
                 await wiring.wait(
                     lambda: (
                         any(isinstance(e, Interruption) for _, e in wiring.events)
-                        and any(isinstance(e, rtvi.BotInterrupted) for _, e in wiring.events)
+                        and any(isinstance(e, rtvi_events.BotInterrupted) for _, e in wiring.events)
                     ),
                     5,
                     "the interruption to come back",
                 )
                 confirmed_at = min(
-                    t for t, e in wiring.events if isinstance(e, (Interruption, rtvi.BotInterrupted))
+                    t for t, e in wiring.events if isinstance(e, (Interruption, rtvi_events.BotInterrupted))
                 )
                 assert flush_at < confirmed_at  # the speaker did not wait for the server
                 assert terminal.view().name == "listening"

@@ -16,7 +16,7 @@ from voiceterm.core.patterns import Blink, Flash, On, Pulse, level_at, period
 from voiceterm.core.status import STYLES, StatusView
 from voiceterm.core.terminal import Terminal
 from voiceterm.io.gpio import Panel, PanelError, make_pin_factory
-from voiceterm.protocol.rtvi import BotStartedSpeaking
+from voiceterm.protocol.rtvi_events import BotStartedSpeaking
 
 BUTTON, LED_PIN, RGB = 17, 27, (5, 6, 13)
 

@@ -13,7 +13,7 @@ from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import color_at, level_at
 from voiceterm.core.status import PRIORITY, STYLES, Conditions, resolve
 from voiceterm.io.gpio import Panel
-from voiceterm.protocol.rtvi import BotStartedSpeaking
+from voiceterm.protocol.rtvi_events import BotStartedSpeaking
 
 # The rule from DESIGN.md, written out as a table: (condition, status) highest first.
 RULE = [

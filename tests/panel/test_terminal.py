@@ -11,7 +11,7 @@ import pytest
 from voiceterm.core.linkstate import LinkState
 from voiceterm.core.terminal import THINKING_TIMEOUT_S, SendMessage
 from voiceterm.protocol.events import Interruption
-from voiceterm.protocol.rtvi import (
+from voiceterm.protocol.rtvi_events import (
     BotInterrupted,
     BotReady,
     BotStartedSpeaking,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from voiceterm.core.linkstate import LinkState
-from voiceterm.protocol.rtvi import BotStartedSpeaking
+from voiceterm.protocol.rtvi_events import BotStartedSpeaking
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from voiceterm import safejson
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.masking import scrub_known
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi_events
 from voiceterm.protocol.events import Interruption, TextFrameEvent, TranscriptionEvent, TransportMessage
 
 # A JSON line longer than this is cut down to its event name and a `truncated` flag: a subscriber reads
@@ -367,23 +367,23 @@ class Drops(DeviceEvent):
 # --- translation -----------------------------------------------------------------------------------------
 
 _SIMPLE: dict[type, type[DeviceEvent]] = {
-    rtvi.UserStartedSpeaking: UserStartedSpeaking,
-    rtvi.UserStoppedSpeaking: UserStoppedSpeaking,
-    rtvi.BotStartedSpeaking: BotStartedSpeaking,
-    rtvi.BotStoppedSpeaking: BotStoppedSpeaking,
-    rtvi.BotInterrupted: BotInterrupted,
-    rtvi.BotLLMStarted: BotLlmStarted,
-    rtvi.BotLLMStopped: BotLlmStopped,
-    rtvi.BotTTSStarted: BotTtsStarted,
-    rtvi.BotTTSStopped: BotTtsStopped,
-    rtvi.UserMuteStarted: UserMuteStarted,
-    rtvi.UserMuteStopped: UserMuteStopped,
+    rtvi_events.UserStartedSpeaking: UserStartedSpeaking,
+    rtvi_events.UserStoppedSpeaking: UserStoppedSpeaking,
+    rtvi_events.BotStartedSpeaking: BotStartedSpeaking,
+    rtvi_events.BotStoppedSpeaking: BotStoppedSpeaking,
+    rtvi_events.BotInterrupted: BotInterrupted,
+    rtvi_events.BotLLMStarted: BotLlmStarted,
+    rtvi_events.BotLLMStopped: BotLlmStopped,
+    rtvi_events.BotTTSStarted: BotTtsStarted,
+    rtvi_events.BotTTSStopped: BotTtsStopped,
+    rtvi_events.UserMuteStarted: UserMuteStarted,
+    rtvi_events.UserMuteStopped: UserMuteStopped,
 }
 
 _TEXT: dict[type, type[DeviceEvent]] = {
-    rtvi.BotTranscription: BotTranscript,
-    rtvi.BotLLMText: BotLlmText,
-    rtvi.BotTTSText: BotTtsText,
+    rtvi_events.BotTranscription: BotTranscript,
+    rtvi_events.BotLLMText: BotLlmText,
+    rtvi_events.BotTTSText: BotTtsText,
 }
 
 
@@ -396,13 +396,13 @@ def from_bot(event: object) -> DeviceEvent | None:
     text = _TEXT.get(kind)
     if text is not None:
         return text(event.text)  # type: ignore[attr-defined,call-arg]
-    if isinstance(event, rtvi.BotReady):
+    if isinstance(event, rtvi_events.BotReady):
         return BotReady(event.version, event.about)
-    if isinstance(event, rtvi.UserTranscription):
+    if isinstance(event, rtvi_events.UserTranscription):
         return UserTranscript(event.text, event.final, event.user_id, event.timestamp)
-    if isinstance(event, rtvi.UserInput):
+    if isinstance(event, rtvi_events.UserInput):
         return UserInput(event.text, event.input_type, event.final)
-    if isinstance(event, rtvi.BotOutput):
+    if isinstance(event, rtvi_events.BotOutput):
         return BotOutput(
             event.text,
             event.output_type,
@@ -411,19 +411,19 @@ def from_bot(event: object) -> DeviceEvent | None:
             event.spoken_status,
             event.spoken_progress,
         )
-    if isinstance(event, rtvi.ServerMessage):
+    if isinstance(event, rtvi_events.ServerMessage):
         return ServerMessage(event.data)
-    if isinstance(event, rtvi.ServerResponse):
+    if isinstance(event, rtvi_events.ServerResponse):
         return ServerResponse(event.t, event.d, event.id)
-    if isinstance(event, rtvi.ServerError):
+    if isinstance(event, rtvi_events.ServerError):
         return Error(event.error, event.fatal)
-    if isinstance(event, rtvi.ErrorResponse):
+    if isinstance(event, rtvi_events.ErrorResponse):
         return MessageError(event.error, event.id)
-    if isinstance(event, rtvi.Metrics):
+    if isinstance(event, rtvi_events.Metrics):
         return Metrics(event.data)
-    if isinstance(event, rtvi.LLMFunctionCall):
+    if isinstance(event, rtvi_events.LLMFunctionCall):
         return LlmFunctionCall(event.function_name, event.tool_call_id, event.args)
-    if isinstance(event, rtvi.RTVIEvent):
+    if isinstance(event, rtvi_events.RTVIEvent):
         return RtviMessage(event.type, event.data)
     if isinstance(event, Interruption):
         return BotInterrupted(via="interruption-frame")

@@ -27,15 +27,14 @@ from voiceterm.core.buttons import (
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.status import Conditions, StatusView, resolve
 from voiceterm.protocol.events import Interruption
-from voiceterm.protocol.rtvi import (
+from voiceterm.protocol.rtvi import interrupts_on_user_speech, push_to_talk
+from voiceterm.protocol.rtvi_events import (
     BotInterrupted,
     BotReady,
     BotStartedSpeaking,
     BotStoppedSpeaking,
     UserStartedSpeaking,
     UserStoppedSpeaking,
-    interrupts_on_user_speech,
-    push_to_talk,
 )
 
 __all__ = [

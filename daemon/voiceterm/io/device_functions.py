@@ -33,7 +33,7 @@ from voiceterm.core.function_handlers import (
     result_from_command,
 )
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 
 log = logging.getLogger("voiceterm.functions")
 
@@ -94,11 +94,13 @@ class DeviceFunctions:
     def bot_event(self, event: object) -> None:
         """The function-call messages of the bot; anything else is not ours."""
         now = trio.current_time()
-        if isinstance(event, rtvi.LLMFunctionCallInProgress):
+        if isinstance(event, rtvi_events.LLMFunctionCallInProgress):
             self.perform(self.table.call(event.tool_call_id, event.function_name, event.arguments, now))
-        elif isinstance(event, rtvi.LLMFunctionCall):  # deprecated since pipecat 0.0.102, still sent by some
+        elif isinstance(
+            event, rtvi_events.LLMFunctionCall
+        ):  # deprecated since pipecat 0.0.102, still sent by some
             self.perform(self.table.call(event.tool_call_id, event.function_name, event.args, now))
-        elif isinstance(event, rtvi.LLMFunctionCallStopped):
+        elif isinstance(event, rtvi_events.LLMFunctionCallStopped):
             why = "cancelled by the bot" if event.cancelled else "the bot has its result from elsewhere"
             self.perform(self.table.cancel(event.tool_call_id, now, why))
 

@@ -23,7 +23,7 @@ from voiceterm.core.client_requests import ClientRequests, Outcome, RequestError
 from voiceterm.core.function_handlers import FunctionCallError
 from voiceterm.io.device_functions import Builtin, DeviceFunctions
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.errors import ProtocolError
 
 log = logging.getLogger("voiceterm.integrations")
@@ -92,13 +92,13 @@ class Integrations:
 
     def bot_event(self, event: object) -> None:
         now = trio.current_time()
-        if isinstance(event, rtvi.BotReady):
+        if isinstance(event, rtvi_events.BotReady):
             self._bot_version = event.version or None
-        elif isinstance(event, rtvi.ServerResponse):
+        elif isinstance(event, rtvi_events.ServerResponse):
             outcome = self.requests.response(event.id, event.d, now)
             if outcome is not None:
                 self._deliver([outcome])
-        elif isinstance(event, rtvi.ErrorResponse):
+        elif isinstance(event, rtvi_events.ErrorResponse):
             outcome = self.requests.refused(event.id, event.error, now)
             if outcome is not None:
                 self._deliver([outcome])

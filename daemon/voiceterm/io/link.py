@@ -35,7 +35,7 @@ from voiceterm.io.linkpipes import Inbound, Outbound
 from voiceterm.io.wsopen import Connector, StreamOpener, Target
 from voiceterm.logs import escape, kv
 from voiceterm.masking import mask_url
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Event, Interruption
@@ -367,11 +367,11 @@ class Link:
             return
         if type(event) is Interruption:
             event = ReceivedInterruption(received_at=received_at)
-        elif isinstance(event, rtvi.BotReady):
+        elif isinstance(event, rtvi_events.BotReady):
             self._feed(sig.BotReadySeen(received_at, session, event.version))  # READY before the event
         self._inbound.deliver(event, droppable=False)
         if isinstance(
-            event, rtvi.ServerError
+            event, rtvi_events.ServerError
         ):  # after: a fatal one ends the session, and nothing follows that
             self._feed(sig.BotErrorSeen(received_at, session, event.error, event.fatal))
 
