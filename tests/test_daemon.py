@@ -114,7 +114,7 @@ def test_full_turn_then_clean_sigterm(daemon_env: DaemonProcess, shared_bot: Bot
     assert "WATCHDOG=1" in lines
 
     # SIGTERM: a clean exit, disconnect-bot sent, STOPPING=1 told. (That the goodbye is bounded by
-    # SHUTDOWN_GRACE_S is tested in virtual time: tests/test_daemon_shutdown.py.)
+    # SHUTDOWN_GRACE_S is tested in virtual time: tests/test_app_virtual_time.py.)
     t0 = time.monotonic()
     daemon.signal(signal.SIGTERM)
     code = daemon.wait(10)

@@ -104,7 +104,7 @@ async def test_a_subscriber_sees_the_handshake_speaking_and_transcripts_in_order
                 await trio.sleep(HOLD_S)
                 await sub.request("talk", state="stop")
                 await wait_until(lambda: sub.names().count("bot-stopped-speaking") >= 2, 10)
-                await wait_until(lambda: daemon.terminal.view().name == "ready", 5)
+                await wait_until(lambda: daemon.terminal.state().view.name == "ready", 5)
             finally:
                 proc.terminate()
                 readable = (await proc.stdout.receive_some(65536)).decode()  # type: ignore[union-attr]
@@ -186,7 +186,7 @@ async def test_control_talk_sends_the_same_wire_traffic_as_the_gpio_button(
                 await trio.sleep(HOLD_S)
                 await stop()
                 done = await bot.wait_for_async(event_is("turn"), 5, since=mark)
-                await wait_until(lambda: daemon.terminal.view().name == "ready", 10)
+                await wait_until(lambda: daemon.terminal.state().view.name == "ready", 10)
                 messages = [
                     (e["type"], e["data"])
                     for e in bot.events()[mark:]

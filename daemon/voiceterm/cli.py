@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from voiceterm import __version__
 from voiceterm.config import Config, ConfigError
@@ -100,36 +100,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EX_USAGE
+    command = _COMMANDS.get(args.command)
+    if command is None:  # pragma: no cover - argparse knows the same names
+        parser.error(f"unknown command {args.command}")
     try:
-        if args.command == "check-config":
-            return _check_config(args)
-        if args.command == "run":
-            from voiceterm.app import run_daemon
-            from voiceterm.parts import check_parts
-
-            cfg = _load(args)
-            check_parts(cfg)
-            remember_config_secrets(cfg)
-            return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
-        if args.command == "devices":
-            return _devices(args)
-        if args.command == "meter":
-            from voiceterm.meter import run_meter
-
-            return run_meter(_load(args), seconds=args.seconds)
-        if args.command == "status":
-            return _status(args)
-        if args.command == "events":
-            return _events(args)
-        if args.command == "ctl":
-            return _ctl(args)
+        return command(args)
     except ConfigError as e:
         print(f"voiceterm: {e}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return EX_INTERRUPTED
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return EX_USAGE  # pragma: no cover
+
+
+def _run(args: argparse.Namespace) -> int:
+    from voiceterm.app import run_daemon
+    from voiceterm.parts import check_parts
+
+    cfg = _load(args)
+    check_parts(cfg)
+    remember_config_secrets(cfg)
+    return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
+
+
+def _meter(args: argparse.Namespace) -> int:
+    from voiceterm.meter import run_meter
+
+    return run_meter(_load(args), seconds=args.seconds)
 
 
 def remember_config_secrets(cfg: Config) -> None:
@@ -303,6 +299,18 @@ def _ctl(args: argparse.Namespace) -> int:
         print(f"voiceterm: {cmd}: {printable(reply.get('error'))}", file=sys.stderr)
         return EX_FAILURE
     return EX_OK
+
+
+# Each subcommand's handler (the parser's subcommands, by name).
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "check-config": _check_config,
+    "devices": _devices,
+    "meter": _meter,
+    "status": _status,
+    "events": _events,
+    "ctl": _ctl,
+}
 
 
 def format_status(snap: dict, prefix: str = "") -> list[str]:

@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from voiceterm.config import Config
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
+from voiceterm.core import stream_reporter as sr
 from voiceterm.core.playout import PlayoutBuffer
 from voiceterm.core.resample import StreamResampler
 from voiceterm.core.terminal import Terminal
@@ -292,8 +293,8 @@ class ReceivePath:
                 self._audio(event)
                 continue
             self.terminal.bot(event, self.now)
-            self.terminal.view()
-            stream_event = de.from_bot(event)
+            assert self.terminal.state().view.name  # what the app reads after every input must resolve
+            stream_event = sr.from_bot(event)
             if stream_event is not None:
                 self.seq += 1
                 check_line(de.encode(stream_event, ts=time.time(), seq=self.seq))
