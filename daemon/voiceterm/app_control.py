@@ -60,16 +60,13 @@ def _volume(daemon: Daemon, command: cc.Volume) -> dict[str, Any]:
 
 
 def _send_text(daemon: Daemon, command: cc.SendText) -> dict[str, Any]:
-    if not daemon.link.status.state.is_up:
-        raise cc.CommandError("not connected to the bot")
+    daemon.integrations.check_link()
     if not daemon.serializer_cls.supports_rtvi:
         raise cc.CommandError(f"the {daemon.cfg.bot.serializer} serializer carries no RTVI messages")
     message = rtvi.send_text(
         command.content, run_immediately=command.run_immediately, audio_response=command.audio_response
     )
-    if not daemon.link.send_message(message):
-        raise cc.CommandError("the outgoing message queue is full; try again")
-    return {"id": message["id"]}
+    return {"id": daemon.integrations.send(message)}
 
 
 def _reconnect(daemon: Daemon, command: cc.Reconnect) -> dict[str, Any]:

@@ -139,43 +139,45 @@ class Integrations:
     # What goes to the bot: a session first; anything but dtmf needs RTVI.
 
     def _dtmf(self, command: cc.Dtmf, client: int) -> dict[str, Any]:
-        self._check_link()
+        self.check_link()
         buttons = command.buttons
         if self._rtvi:
             messages = rtvi.dtmf_for(buttons, self._bot_version)
         else:
             messages = [rtvi.dtmf(key) for key in buttons]  # Twilio: one event per key
         for message in messages:
-            self._send(message)
+            self.send(message)
         return {"buttons": buttons, "messages": len(messages)}
 
     def _client_message(self, command: cc.ClientMessage, client: int) -> dict[str, Any]:
-        self._check_link()
+        self.check_link()
         self._check_rtvi()
-        return {"id": self._send(rtvi.client_message(command.t, command.d))}
+        return {"id": self.send(rtvi.client_message(command.t, command.d))}
 
     def _ui_event(self, command: cc.UiEvent, client: int) -> dict[str, Any]:
-        self._check_link()
+        self.check_link()
         self._check_rtvi()
-        return {"id": self._send(rtvi.ui_event(command.event, command.payload))}
+        return {"id": self.send(rtvi.ui_event(command.event, command.payload))}
 
     def _client_request(self, command: cc.ClientRequest, client: int) -> dict[str, Any]:
-        self._check_link()
+        self.check_link()
         self._check_rtvi()
         message = rtvi.client_message(command.t, command.d)
         self.requests.check_room()
         # Queued only: the reply is read by another task, after this returns.
-        self._send(message)
+        self.send(message)
         self.requests.open(message["id"], client, command.t, trio.current_time(), command.timeout_s)
         self._wake()
         return {"id": message["id"], "timeout_s": command.timeout_s}
 
-    def _send(self, message: dict[str, Any]) -> str:
+    def send(self, message: dict[str, Any]) -> str:
+        """Queue `message` for the bot; its id. CommandError when the outgoing queue is full."""
         if not self._link.send_message(message):
             raise cc.CommandError("the outgoing message queue is full; try again")
         return str(message["id"])
 
-    def _check_link(self) -> None:
+    def check_link(self) -> None:
+        """CommandError unless a session with the bot is up."""
         if not self._link.status.state.is_up:
             raise cc.CommandError("not connected to the bot")
 
