@@ -15,8 +15,8 @@ import sys
 import timeit
 from collections.abc import Callable
 
-from voiceterm.core.pcm import mulaw_decode, mulaw_encode
 from voiceterm.protocol import frames_pb2, rtvi
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
 from voiceterm_devkit.alsa_files import speech_like

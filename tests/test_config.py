@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,15 +13,17 @@ import pytest
 from voiceterm import cli
 from voiceterm.config import (
     DEFAULT_CONFIG_PATH,
-    EX_CONFIG,
+    LIVE,
+    LIVE_KEYS,
+    RESTART,
+    RESTART_KEYS,
+    SECTIONS,
     Config,
     ConfigError,
-    config_from_dict,
-    config_path_from,
-    effective_config,
-    load_config,
-    render_toml,
 )
+from voiceterm.config_load import config_from_dict, config_path_from, load_config
+from voiceterm.config_render import effective_config, render_example, render_toml, toml_document
+from voiceterm.exitcodes import EX_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "voiceterm.toml"
@@ -49,6 +52,70 @@ def test_shipped_example_documents_every_key() -> None:
         assert f"[{section}]" in text
         for key in table:
             assert f"\n{key} = " in text, f"{section}.{key} missing from the example"
+
+
+def test_the_shipped_example_is_generated_from_the_schema() -> None:
+    # Regenerate with: .venv/bin/python -m voiceterm.config_render > config/voiceterm.toml
+    assert EXAMPLE.read_text() == render_example()
+
+
+def test_every_key_is_either_live_or_restart_and_the_example_says_which() -> None:
+    text = EXAMPLE.read_text()
+    sections = text.split("\n[")
+    for section, cls in SECTIONS.items():
+        body = next(part for part in sections if part.startswith(f"{section}]"))
+        lines = body.splitlines()
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            assert f.metadata["reload"] in (LIVE, RESTART), key
+            assert (key in LIVE_KEYS) != (key in RESTART_KEYS), key
+            at = lines.index(next(line for line in lines if line.startswith(f"{f.name} = ")))
+            comment = []
+            while lines[at - 1].startswith("#"):
+                at -= 1
+                comment.insert(0, lines[at])
+            assert comment, f"{key} has no comment in the example"
+            assert ("(live)" in comment[0]) == (f.metadata["reload"] == LIVE), key
+    assert len(LIVE_KEYS) + len(RESTART_KEYS) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values())
+    assert "(live)" in text.splitlines()[4]  # the header says what the mark means
+
+
+def test_what_reloads_live() -> None:
+    # The running daemon's parts take these on SIGHUP (Terminal, Link, Speaker, Mic, logging, metrics writer).
+    live_sections = {key.split(".")[0] for key in LIVE_KEYS}
+    assert live_sections == {
+        "audio",
+        "earcons",
+        "push_to_talk",
+        "reconnect",
+        "heartbeat",
+        "logging",
+        "status",
+    }
+    assert {k for k in LIVE_KEYS if k.startswith(("audio.", "logging.", "status."))} == {
+        "audio.volume_percent",
+        "audio.mic_gain_db",
+        "logging.level",
+        "status.metrics_interval",
+    }
+    assert not any(key.startswith(("bot.", "gpio.", "events.")) for key in LIVE_KEYS)
+
+
+def test_toml_document_writes_what_the_loader_reads(tmp_path: Path) -> None:
+    sections = {
+        "bot": {"url": "ws://127.0.0.1:1/ws", "headers": {"X-Site": 'lobby "B"\t1', "Ünïcode key": "v"}},
+        "audio": {"capture_device": "plug\\hw:1", "mic_gain_db": -3.5, "half_duplex": True},
+        "gpio": {"rgb_pins": [5, 6, 13]},
+    }
+    out = tmp_path / "v.toml"
+    out.write_text(toml_document(sections, comments={("bot", "url"): ["the bot"]}, header=["made here"]))
+    cfg = load_config(out, environ={})
+    assert cfg.bot.headers == {"X-Site": 'lobby "B"\t1', "Ünïcode key": "v"}
+    assert (
+        cfg.audio.capture_device == "plug\\hw:1" and cfg.audio.mic_gain_db == -3.5 and cfg.audio.half_duplex
+    )
+    assert cfg.gpio.rgb_pins == (5, 6, 13)
+    assert out.read_text().startswith("# made here\n\n[bot]\n# the bot\nurl = ")
 
 
 def test_render_round_trips(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from voiceterm.config import config_from_dict, effective_config, load_config, render_toml
+from voiceterm.config_load import config_from_dict, load_config
+from voiceterm.config_render import effective_config, render_toml
 from voiceterm.core.function_handlers import CommandSpec, commands_from_config
 
 

@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voiceterm.io.control import read_status
 from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, read_raw, write_raw
 from voiceterm_devkit.bot import BotProcess
-from voiceterm_devkit.daemonproc import NotifySink
+from voiceterm_devkit.daemonproc import DaemonProcess
 
 MIC_RATE = 16000
 SPK_RATE = 24000
@@ -42,103 +41,42 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 @pytest.fixture
-def daemon_env(tmp_path: Path, shared_bot: BotProcess) -> Iterator[dict[str, Any]]:
+def daemon_env(tmp_path: Path, shared_bot: BotProcess) -> Iterator[DaemonProcess]:
     alsa = AlsaFileConfig(tmp_path / "alsa")
-    mic_file = tmp_path / "mic.raw"
-    spk_file = tmp_path / "spk.raw"
     # 30 s of input: longer than the test can run, since reads past the end of a file PCM repeat stale data.
-    write_raw(mic_file, noise(MIC_RATE * 30, seed=7, amplitude=6000))
-    alsa.add_capture("mic", mic_file).add_playback("spk", spk_file).write()
-    status_sock = tmp_path / "status.sock"
-    config = tmp_path / "voiceterm.toml"
-    config.write_text(
-        f"""
-[bot]
-url = "{shared_bot.url}"
-ready_timeout = 2.0
-[audio]
-capture_device = "mic"
-playback_device = "spk"
-pacing = "wall-clock"
-[earcons]
-enabled = false
-[push_to_talk]
-tail_ms = 200
-[gpio]
-pin_factory = "mock"
-[reconnect]
-initial_delay = 0.2
-max_delay = 1.0
-[heartbeat]
-interval = 2.0
-timeout = 2.0
-[status]
-socket = "{status_sock}"
-[events]
-socket = "{tmp_path / "events.sock"}"
-"""
-    )
-    sink = NotifySink(tmp_path / "notify.sock")
-    env = {
-        **os.environ,
-        **alsa.env,
-        "NOTIFY_SOCKET": str(sink.path),
-        "WATCHDOG_USEC": "400000",
-        "VOICETERM_CONFIG": str(config),
+    write_raw(tmp_path / "mic.raw", noise(MIC_RATE * 30, seed=7, amplitude=6000))
+    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw")
+    config = {
+        "bot": {"ready_timeout": 2.0},
+        "push_to_talk": {"tail_ms": 200},
+        "reconnect": {"initial_delay": 0.2, "max_delay": 1.0},
+        "heartbeat": {"interval": 2.0, "timeout": 2.0},
     }
-    env.pop("WATCHDOG_PID", None)
-    exe = Path(sys.executable).parent / "voiceterm"
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [str(exe), "run", "--keyboard"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
+    daemon = DaemonProcess(
+        tmp_path, bot_url=shared_bot.url, alsa=alsa, config=config, env={"WATCHDOG_USEC": "400000"}
     )
+    daemon.start()
     try:
-        yield {
-            "proc": proc,
-            "sink": sink,
-            "status": str(status_sock),
-            "bot": shared_bot,
-            "spk": spk_file,
-            "started": started,
-        }
+        yield daemon
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(5)
-        sink.close()
+        daemon.stop()
 
 
-def _status(path: str) -> dict[str, Any] | None:
-    try:
-        return read_status(path, timeout=1.0)
-    except (OSError, ValueError):
-        return None
-
-
-def test_full_turn_then_clean_sigterm(daemon_env: dict[str, Any]) -> None:
-    proc: subprocess.Popen[bytes] = daemon_env["proc"]
-    sink: NotifySink = daemon_env["sink"]
-    bot: BotProcess = daemon_env["bot"]
+def test_full_turn_then_clean_sigterm(daemon_env: DaemonProcess, shared_bot: BotProcess) -> None:
+    daemon, bot = daemon_env, shared_bot
+    sink = daemon.sink
+    assert sink is not None
     mark = bot.mark()
 
     # READY=1 as soon as config, audio and GPIO are up; then the link becomes ready.
-    ready_at = wait_until(lambda: sink.first("READY=1"), 20, "READY=1")
-    print(f"READY=1 after {ready_at - daemon_env['started']:.3f} s (process start incl. imports)")
-    wait_until(
-        lambda: (s := _status(daemon_env["status"])) and s["link"]["state"] == "ready", 15, "link ready"
-    )
-    snap = _status(daemon_env["status"])
+    print(f"READY=1 after {daemon.wait_ready():.3f} s (process start incl. imports)")
+    daemon.wait_status(lambda s: s["link"]["state"] == "ready", 15, "link ready")
+    snap = daemon.status()
     assert snap is not None and snap["status"] == "ready"
 
     # One push-to-talk turn from the keyboard: space starts, space ends.
-    assert proc.stdin is not None
-    proc.stdin.write(b" ")
-    proc.stdin.flush()
-    wait_until(lambda: _status(daemon_env["status"])["status"] == "listening", 5, "listening")
+    daemon.key(" ")
+    daemon.wait_status(lambda s: s["status"] == "listening", 5, "listening")
     start = bot.wait_for(
         lambda e: e["event"] == "message" and (e.get("data") or {}).get("t") == "push_to_talk", 5, since=mark
     )
@@ -147,8 +85,7 @@ def test_full_turn_then_clean_sigterm(daemon_env: dict[str, Any]) -> None:
     wait_until(
         lambda: bot.audio_in_total() - heard_before >= MIC_RATE * 2 // 2, 10, "0.5 s of mic audio at the bot"
     )
-    proc.stdin.write(b" ")
-    proc.stdin.flush()
+    daemon.key(" ")
     bot.wait_for(
         lambda e: e["event"] == "message" and (e.get("data") or {}).get("d") == {"state": "stop"},
         5,
@@ -156,18 +93,14 @@ def test_full_turn_then_clean_sigterm(daemon_env: dict[str, Any]) -> None:
     )
 
     # The echoed reply was played: the speaker wrote bot audio (not only idle silence) to the file.
-    def played() -> bool:
-        s = _status(daemon_env["status"])
-        return bool(s) and s["audio"]["playback"].get("frames_played_total", 0) >= SPK_RATE // 4
-
-    wait_until(played, 10, "the echo to be played")
-    out = read_raw(daemon_env["spk"])
+    daemon.wait_status(
+        lambda s: s["audio"]["playback"].get("frames_played_total", 0) >= SPK_RATE // 4, 10, "the echo played"
+    )
+    out = read_raw(daemon.workdir / "spk.raw")
     assert np.abs(out.astype(np.int32)).max() > 1000, "only silence reached the speaker"
 
     # After the tail, no more mic audio goes to the bot.
-    wait_until(
-        lambda: _status(daemon_env["status"])["status"] in ("ready", "speaking", "thinking"), 5, "turn end"
-    )
+    daemon.wait_status(lambda s: s["status"] in ("ready", "speaking", "thinking"), 5, "turn end")
 
     def quiet_total() -> int | None:
         n = bot.audio_in_total()
@@ -180,17 +113,16 @@ def test_full_turn_then_clean_sigterm(daemon_env: dict[str, Any]) -> None:
     assert any(line.startswith("STATUS=") for line in lines)
     assert "WATCHDOG=1" in lines
 
-    # SIGTERM: a clean exit within a second, disconnect-bot sent, STOPPING=1 told.
+    # SIGTERM: a clean exit, disconnect-bot sent, STOPPING=1 told. (That the goodbye is bounded by
+    # SHUTDOWN_GRACE_S is tested in virtual time: tests/test_app_virtual_time.py.)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(5)
+    daemon.signal(signal.SIGTERM)
+    code = daemon.wait(10)
     elapsed = time.monotonic() - t0
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    assert code == 0, stderr
-    assert elapsed < 1.5, f"SIGTERM took {elapsed:.2f} s"
+    assert code == 0, daemon.log_tail()
     assert "STOPPING=1" in sink.lines()
     bot.wait_for(lambda e: e["event"] == "disconnect_bot", 5, since=mark)
-    assert "Traceback" not in stderr
+    assert not daemon.escaped_exceptions() and "Traceback" not in daemon.log_tail(1000)
     print(f"SIGTERM to exit: {elapsed * 1000:.0f} ms")
 
 
@@ -236,66 +168,33 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def offline_daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def offline_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     """The daemon with no bot listening: it must still start, report READY and tell the truth."""
     alsa = AlsaFileConfig(tmp_path / "alsa")
     write_raw(tmp_path / "mic.raw", noise(MIC_RATE * 30, seed=3))
-    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw").write()
-    status_sock = tmp_path / "status.sock"
-    metrics = tmp_path / "metrics.prom"
-    config = tmp_path / "voiceterm.toml"
-    body = f"""
-[bot]
-url = "ws://127.0.0.1:{_free_port()}/ws"
-[audio]
-capture_device = "mic"
-playback_device = "spk"
-pacing = "wall-clock"
-[gpio]
-enabled = false
-[reconnect]
-initial_delay = 0.2
-max_delay = 0.5
-[status]
-socket = "{status_sock}"
-metrics_file = "{metrics}"
-metrics_interval = 1.0
-"""
-    config.write_text(body)
-    sink = NotifySink(tmp_path / "notify.sock")
-    env = {**os.environ, **alsa.env, "NOTIFY_SOCKET": str(sink.path)}
-    exe = Path(sys.executable).parent / "voiceterm"
-    proc = subprocess.Popen(
-        [str(exe), "run", "-c", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    alsa.add_capture("mic", tmp_path / "mic.raw").add_playback("spk", tmp_path / "spk.raw")
+    config = {
+        "earcons": {"enabled": True},
+        "gpio": {"enabled": False},
+        "reconnect": {"initial_delay": 0.2, "max_delay": 0.5},
+        "status": {"metrics_file": str(tmp_path / "metrics.prom"), "metrics_interval": 1.0},
+    }
+    daemon = DaemonProcess(tmp_path, bot_url=f"ws://127.0.0.1:{_free_port()}/ws", alsa=alsa, config=config)
+    daemon.start()
     try:
-        yield {
-            "proc": proc,
-            "sink": sink,
-            "status": str(status_sock),
-            "config": config,
-            "body": body,
-            "metrics": metrics,
-            "exe": exe,
-        }
+        yield daemon
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(5)
-        sink.close()
+        daemon.stop()
 
 
-def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -> None:
-    proc: subprocess.Popen[bytes] = offline_daemon["proc"]
-    sink: NotifySink = offline_daemon["sink"]
-    wait_until(lambda: sink.first("READY=1"), 20, "READY=1 with the bot down")
+def test_offline_status_cli_metrics_and_sighup(offline_daemon: DaemonProcess) -> None:
+    daemon = offline_daemon
+    sink = daemon.sink
+    assert sink is not None
+    daemon.wait_ready()  # READY=1 with the bot down
 
     # The LED and STATUS never claim ready while the bot is unreachable.
-    snap = wait_until(lambda: _status(offline_daemon["status"]), 10, "status socket")
+    snap = wait_until(daemon.status, 10, "status socket")
     assert snap["status"] == "offline"
     assert snap["link"]["state"] in ("connecting", "backing-off")
     wait_until(
@@ -304,7 +203,7 @@ def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -
 
     # `voiceterm status` reads the same document.
     out = subprocess.run(
-        [str(offline_daemon["exe"]), "status", "--socket", offline_daemon["status"]],
+        [str(Path(sys.executable).parent / "voiceterm"), "status", "--socket", daemon.status_path],
         capture_output=True,
         text=True,
         timeout=30,
@@ -315,36 +214,33 @@ def test_offline_status_cli_metrics_and_sighup(offline_daemon: dict[str, Any]) -
     assert "link.state:" in out.stdout
 
     # The Prometheus textfile is written for node_exporter.
-    text = wait_until(
-        lambda: offline_daemon["metrics"].exists() and offline_daemon["metrics"].read_text(), 10, "metrics"
-    )
+    metrics = daemon.workdir / "metrics.prom"
+    text = wait_until(lambda: metrics.exists() and metrics.read_text(), 10, "metrics")
     assert 'voiceterm_link_state{state="ready"} 0' in text
 
     # SIGHUP: a live key (logging.level) applies; a key that needs a restart is named.
-    offline_daemon["config"].write_text(
-        offline_daemon["body"]
-        .replace('capture_device = "mic"', 'capture_device = "spk"')
-        .replace("max_delay = 0.5", "max_delay = 0.8")
-        + '[logging]\nlevel = "debug"\n'
+    daemon.write_config(
+        {"audio": {"capture_device": "spk"}, "reconnect": {"max_delay": 0.8}, "logging": {"level": "debug"}}
     )
     n_ready = sum(1 for line in sink.lines() if line == "READY=1")
-    proc.send_signal(signal.SIGHUP)
+    daemon.signal(signal.SIGHUP)
     wait_until(lambda: "RELOADING=1" in sink.lines(), 5, "RELOADING=1")
     wait_until(
         lambda: sum(1 for line in sink.lines() if line == "READY=1") > n_ready, 5, "READY=1 after reload"
     )
 
     # A broken file on SIGHUP keeps the running configuration.
-    offline_daemon["config"].write_text("[audio]\nperiod_ms = 0\n")
-    proc.send_signal(signal.SIGHUP)
+    daemon.write_config({"audio": {"period_ms": 0}})
+    daemon.signal(signal.SIGHUP)
     wait_until(
         lambda: sum(1 for line in sink.lines() if line == "READY=1") > n_ready + 1, 5, "READY after refusal"
     )
-    assert proc.poll() is None, "a bad file on SIGHUP must not stop the daemon"
+    assert daemon.alive(), "a bad file on SIGHUP must not stop the daemon"
 
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(5) == 0
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait(10) == 0
+    daemon.stop()  # the log reader has read every line
+    stderr = "\n".join(line for _, line in daemon.log_lines)
     assert "audio.capture_device" in stderr and "need a restart" in stderr
     applied = next(line for line in stderr.splitlines() if "reloaded" in line)
     assert "reconnect.max_delay" in applied and "logging.level" in applied

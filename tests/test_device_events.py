@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
+from voiceterm.core import stream_reporter as sr
 from voiceterm.core.linkstate import LinkState, LinkStatus
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi_parse
 from voiceterm.protocol.events import Interruption, TranscriptionEvent, TransportMessage
 
 
 def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
-    return rtvi.parse_server_message({"label": "rtvi-ai", "type": type_, "id": id_, "data": data})
+    return rtvi_parse.parse_server_message({"label": "rtvi-ai", "type": type_, "id": id_, "data": data})
 
 
 @pytest.mark.parametrize(
@@ -25,20 +26,20 @@ def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
     [
         (
             _rtvi("bot-ready", {"version": "2.2.0", "about": {"library": "pipecat-ai"}}),
-            de.BotReady("2.2.0", {"library": "pipecat-ai"}),
+            de.OnBotReady("2.2.0", {"library": "pipecat-ai"}),
         ),
-        (_rtvi("user-started-speaking"), de.UserStartedSpeaking()),
-        (_rtvi("user-stopped-speaking"), de.UserStoppedSpeaking()),
-        (_rtvi("bot-started-speaking"), de.BotStartedSpeaking()),
-        (_rtvi("bot-stopped-speaking"), de.BotStoppedSpeaking()),
-        (_rtvi("bot-interrupted"), de.BotInterrupted("rtvi")),
-        (Interruption(), de.BotInterrupted("interruption-frame")),
+        (_rtvi("user-started-speaking"), de.OnUserStartedSpeaking()),
+        (_rtvi("user-stopped-speaking"), de.OnUserStoppedSpeaking()),
+        (_rtvi("bot-started-speaking"), de.OnBotStartedSpeaking()),
+        (_rtvi("bot-stopped-speaking"), de.OnBotStoppedSpeaking()),
+        (_rtvi("bot-interrupted"), de.OnBotInterrupted("rtvi")),
+        (Interruption(), de.OnBotInterrupted("interruption-frame")),
         (
             _rtvi("user-transcription", {"text": "hi", "final": False, "user_id": "u", "timestamp": "t"}),
-            de.UserTranscript("hi", False, "u", "t"),
+            de.OnUserTranscript("hi", False, "u", "t"),
         ),
-        (TranscriptionEvent("hi", "u", "t"), de.UserTranscript("hi", True, "u", "t")),
-        (_rtvi("user-input", {"text": "hi", "input_type": "chat"}), de.UserInput("hi", "chat", True)),
+        (TranscriptionEvent("hi", "u", "t"), de.OnUserTranscript("hi", True, "u", "t")),
+        (_rtvi("user-input", {"text": "hi", "input_type": "chat"}), de.OnUserInput("hi", "chat", True)),
         (  # protocol 2.x, as pipecat 1.14 sends it to a 2.x client
             _rtvi(
                 "bot-output",
@@ -51,7 +52,7 @@ def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
                     "spoken_progress": {"accumulated_text": "Hello", "remaining_text": " there."},
                 },
             ),
-            de.BotOutput(
+            de.OnBotOutput(
                 "Hello there.",
                 "sentence",
                 3,
@@ -62,47 +63,47 @@ def _rtvi(type_: str, data: object = None, id_: str | None = None) -> object:
         ),
         (  # the 1.x `spoken` flag is not carried on
             _rtvi("bot-output", {"text": "Hi.", "spoken": True, "output_type": "sentence"}),
-            de.BotOutput("Hi.", "sentence"),
+            de.OnBotOutput("Hi.", "sentence"),
         ),
-        (_rtvi("bot-transcription", {"text": "Hello."}), de.BotTranscript("Hello.")),
-        (_rtvi("bot-llm-text", {"text": "Hel"}), de.BotLlmText("Hel")),
-        (_rtvi("bot-tts-text", {"text": "Hello."}), de.BotTtsText("Hello.")),
-        (_rtvi("bot-llm-started"), de.BotLlmStarted()),
-        (_rtvi("bot-tts-stopped"), de.BotTtsStopped()),
-        (_rtvi("server-message", {"any": [1]}), de.ServerMessage({"any": [1]})),
-        (_rtvi("server-response", {"t": "x", "d": 2}, "ab12cd34"), de.ServerResponse("x", 2, "ab12cd34")),
-        (_rtvi("error", {"error": "LLM down", "fatal": True}), de.Error("LLM down", True)),
-        (_rtvi("error-response", {"error": "bad"}, "ab12cd34"), de.MessageError("bad", "ab12cd34")),
-        (_rtvi("metrics", {"ttfb": []}), de.Metrics({"ttfb": []})),
-        (_rtvi("user-mute-started"), de.UserMuteStarted()),
+        (_rtvi("bot-transcription", {"text": "Hello."}), de.OnBotTranscript("Hello.")),
+        (_rtvi("bot-llm-text", {"text": "Hel"}), de.OnBotLlmText("Hel")),
+        (_rtvi("bot-tts-text", {"text": "Hello."}), de.OnBotTtsText("Hello.")),
+        (_rtvi("bot-llm-started"), de.OnBotLlmStarted()),
+        (_rtvi("bot-tts-stopped"), de.OnBotTtsStopped()),
+        (_rtvi("server-message", {"any": [1]}), de.OnServerMessage({"any": [1]})),
+        (_rtvi("server-response", {"t": "x", "d": 2}, "ab12cd34"), de.OnServerResponse("x", 2, "ab12cd34")),
+        (_rtvi("error", {"error": "LLM down", "fatal": True}), de.OnError("LLM down", True)),
+        (_rtvi("error-response", {"error": "bad"}, "ab12cd34"), de.OnMessageError("bad", "ab12cd34")),
+        (_rtvi("metrics", {"ttfb": []}), de.OnMetrics({"ttfb": []})),
+        (_rtvi("user-mute-started"), de.OnUserMuteStarted()),
         (
             _rtvi("llm-function-call", {"function_name": "f", "tool_call_id": "1", "args": {"a": 1}}),
-            de.LlmFunctionCall("f", "1", {"a": 1}),
+            de.OnLlmFunctionCall("f", "1", {"a": 1}),
         ),
-        (_rtvi("brand-new-type", {"x": 1}), de.RtviMessage("brand-new-type", {"x": 1})),
-        (_rtvi("bot-audio-level", {"value": 0.5}), de.RtviMessage("bot-audio-level", {"value": 0.5})),
-        (TransportMessage({"app": 1}), de.AppMessage({"app": 1})),
+        (_rtvi("brand-new-type", {"x": 1}), de.OnRtviMessage("brand-new-type", {"x": 1})),
+        (_rtvi("bot-audio-level", {"value": 0.5}), de.OnRtviMessage("bot-audio-level", {"value": 0.5})),
+        (TransportMessage({"app": 1}), de.OnAppMessage({"app": 1})),
         (object(), None),
     ],
 )
 def test_bot_events_become_the_browser_clients_callbacks(message: object, expected: object) -> None:
-    assert de.from_bot(message) == expected
+    assert sr.from_bot(message) == expected
 
 
 def test_link_status_changes() -> None:
     connecting = LinkStatus(LinkState.CONNECTING)
     backing = LinkStatus(LinkState.BACKING_OFF, attempt=2, last_error="refused", retry_in=1.4999)
-    assert de.from_link_status(None, connecting) == [de.TransportStateChanged("connecting", None, 0, None)]
-    assert de.from_link_status(connecting, backing) == [
+    assert sr.from_link_status(None, connecting) == [de.TransportStateChanged("connecting", None, 0, None)]
+    assert sr.from_link_status(connecting, backing) == [
         de.TransportStateChanged("backing-off", "connecting", 2, "refused"),
         de.ReconnectAttempt(2, 1.5, "refused"),
     ]
-    assert de.from_link_status(backing, backing) == []  # same state, same attempt: nothing new
+    assert sr.from_link_status(backing, backing) == []  # same state, same attempt: nothing new
 
 
 def test_diff_tells_button_mute_turn_faults_then_led() -> None:
-    before = de.Observed(status="ready", pattern="on 0.2")
-    after = de.Observed(
+    before = sr.Observed(status="ready", pattern="on 0.2")
+    after = sr.Observed(
         button_pressed=True,
         turn=True,
         status="listening",
@@ -111,47 +112,80 @@ def test_diff_tells_button_mute_turn_faults_then_led() -> None:
         text="listening",
     )
     # a debounced press is recognised by a timer, but it is the button's turn
-    assert de.diff(before, after, "timer") == [
+    assert sr.diff(before, after, "timer") == [
         de.Button(True),
         de.TurnStarted("button"),
         de.Led("listening", "ready", "on", (0.0, 0.3, 1.0), "listening"),
     ]
-    faulted = de.Observed(status="fault", muted=True, faults=(("capture", "gone"),))
-    assert de.diff(de.Observed(status="ready"), faulted, "capture") == [
+    faulted = sr.Observed(status="fault", muted=True, faults=(("capture", "gone"),))
+    assert sr.diff(sr.Observed(status="ready"), faulted, "capture") == [
         de.MuteChanged(True),
         de.AudioFault("capture", "gone"),
         de.Led("fault", "ready", "", (0.0, 0.0, 0.0), ""),
     ]
-    assert de.diff(faulted, de.Observed(status="muted", muted=True), "capture")[0] == de.AudioFault(
+    assert sr.diff(faulted, sr.Observed(status="muted", muted=True), "capture")[0] == de.AudioFault(
         "capture", None
     )
-    assert de.diff(after, after, "x") == []
-    assert de.diff(after, de.Observed(status="ready"), "timer")[:2] == [
+    assert sr.diff(after, after, "x") == []
+    assert sr.diff(after, sr.Observed(status="ready"), "timer")[:2] == [
         de.Button(False),
         de.TurnEnded("button"),
     ]
-    long_turn = de.Observed(turn=True, status="listening")
-    assert de.diff(long_turn, de.Observed(status="thinking"), "timer")[0] == de.TurnEnded(
+    long_turn = sr.Observed(turn=True, status="listening")
+    assert sr.diff(long_turn, sr.Observed(status="thinking"), "timer")[0] == de.TurnEnded(
         "timer"
     )  # max_turn_s
 
 
-def test_drop_counters_are_read_from_the_snapshot() -> None:
-    snap = {
-        "link": {"dropped_outgoing_audio_total": 2, "dropped_messages_total": 0, "state": "ready"},
-        "audio": {"capture": {"overruns_total": 1}, "playback": {}},
-        "events": {"subscribers_dropped_total": 1},
-    }
-    assert de.drop_counters(snap) == {
+def test_drop_counters_keep_their_names_in_the_status_document_and_grow_into_one_event() -> None:
+    reporter = sr.StreamReporter()
+    quiet = sr.DropCounters(outgoing_audio=2, messages=0, capture_overruns=None, subscribers_dropped=1)
+    assert quiet.named() == {
         "link.dropped_outgoing_audio_total": 2,
         "link.dropped_messages_total": 0,
-        "audio.capture.overruns_total": 1,
         "events.subscribers_dropped_total": 1,
     }
+    assert reporter.drops(quiet) == [de.Drops(quiet.named())]  # from nothing to 2: grew
+    assert reporter.drops(quiet) == []  # the same totals: no event
+    more = sr.DropCounters(outgoing_audio=2, messages=0, capture_overruns=5, subscribers_dropped=1)
+    assert reporter.drops(more) == [de.Drops({**quiet.named(), "audio.capture.overruns_total": 5})]
+    # The names are the counters' places in the status document (`voiceterm status`), as they always were.
+    assert len(sr.DROP_COUNTER_NAMES) == 9
+    assert {name.split(".")[0] for name in sr.DROP_COUNTER_NAMES} == {"link", "audio", "daemon", "events"}
+
+
+def test_the_reporter_relays_sessions_and_tells_each_link_change_once() -> None:
+    from voiceterm.core.linkevents import SessionEnded, SessionStarted
+
+    reporter = sr.StreamReporter()
+    assert reporter.bot(SessionStarted(3, "ws://bot/ws")) == [de.Connected(3, "ws://bot/ws")]
+    assert reporter.bot(SessionEnded(3, "closed", False)) == [de.Disconnected(3, "closed", False)]
+    ready = LinkStatus(LinkState.READY)
+    assert reporter.link(ready) == [de.TransportStateChanged("ready", None, 0, None)]
+    assert reporter.link(ready) == []
+
+
+def test_one_name_means_one_thing() -> None:
+    """A stream event relaying a bot message is On<Message>; no stream event shares a protocol event's name."""
+    from voiceterm.protocol import events, rtvi_events
+
+    stream = {
+        cls.__name__ for cls in vars(de).values() if isinstance(cls, type) and issubclass(cls, de.DeviceEvent)
+    }
+    protocol = {
+        name
+        for module in (rtvi_events, events)
+        for name, cls in vars(module).items()
+        if isinstance(cls, type) and cls.__module__ == module.__name__
+    }
+    assert "UserStartedSpeaking" in protocol and "OnUserStartedSpeaking" in stream
+    assert stream & protocol == set()
+    relayed = {type(sr.from_bot(_rtvi(cls.TYPE))).__name__ for cls in rtvi_events.EVENT_CLASSES}
+    assert all(name.startswith("On") for name in relayed), relayed
 
 
 def test_the_json_line() -> None:
-    line = de.encode(de.UserTranscript("café ☕", True, "u", "t"), ts=1700000000.123456, seq=9)
+    line = de.encode(de.OnUserTranscript("café ☕", True, "u", "t"), ts=1700000000.123456, seq=9)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == {
         "event": "user-transcript",
@@ -162,13 +196,13 @@ def test_the_json_line() -> None:
         "user_id": "u",
         "timestamp": "t",
     }
-    assert json.loads(de.encode(de.Metrics({"x": float("nan")}), ts=0, seq=1))["data"] == {"x": None}
+    assert json.loads(de.encode(de.OnMetrics({"x": float("nan")}), ts=0, seq=1))["data"] == {"x": None}
     # A payload over the line limit is cut with a visible marker, and the line says so.
-    huge = json.loads(de.encode(de.Metrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2))
+    huge = json.loads(de.encode(de.OnMetrics({"blob": "x" * (de.MAX_LINE_BYTES + 1)}), ts=0, seq=2))
     assert huge["truncated"] is True and huge["data"]["blob"].endswith("…[truncated]")
     assert len(huge["data"]["blob"]) < de.MAX_LINE_BYTES
     # Text that grows when escaped (a control character is six bytes of JSON) still cannot pass the limit.
-    escaped = de.encode(de.Metrics({"blob": "\x01" * de.MAX_LINE_BYTES}), ts=0, seq=3)
+    escaped = de.encode(de.OnMetrics({"blob": "\x01" * de.MAX_LINE_BYTES}), ts=0, seq=3)
     assert json.loads(escaped) == {"event": "metrics", "ts": 0, "seq": 3, "truncated": True}
 
 
@@ -177,7 +211,7 @@ def test_the_json_line_survives_what_a_bot_can_send() -> None:
     for _ in range(600):
         deep = {"a": deep}
     line = de.encode(
-        de.ServerMessage({"x": "\ud800", "deep": deep, "n": float("inf"), "big": 10**5000}), ts=0, seq=1
+        de.OnServerMessage({"x": "\ud800", "deep": deep, "n": float("inf"), "big": 10**5000}), ts=0, seq=1
     )
     assert line.count(b"\n") == 1
     obj = json.loads(line.decode("utf-8"))  # strict UTF-8: the lone surrogate became U+FFFD
@@ -188,12 +222,12 @@ def test_the_json_line_survives_what_a_bot_can_send() -> None:
         level, depth = level["a"], depth + 1
     assert level == "…[truncated] nested too deep" and depth <= 32
     # Characters a line-splitting reader would break on stay escapes.
-    assert b"\xe2\x80\xa8" not in de.encode(de.BotLlmText("a\u2028b"), ts=0, seq=2)
+    assert b"\xe2\x80\xa8" not in de.encode(de.OnBotLlmText("a\u2028b"), ts=0, seq=2)
 
 
 @given(st.text(max_size=200), st.booleans())
 def test_any_text_is_one_strict_json_line(text: str, final: bool) -> None:
-    line = de.encode(de.UserTranscript(text, final), ts=1.0, seq=1)
+    line = de.encode(de.OnUserTranscript(text, final), ts=1.0, seq=1)
     assert line.count(b"\n") == 1 and json.loads(line)["text"] == text
 
 

@@ -127,7 +127,7 @@ async def test_many_subscribers_each_get_every_event_they_asked_for(sock_dir: Pa
 
             hub.publish(de.Led("listening", "ready", "on", (0.0, 0.3, 1.0), "listening"))
             hub.publish(de.MuteChanged(True))
-            hub.publish(de.UserTranscript("hello there"))
+            hub.publish(de.OnUserTranscript("hello there"))
             assert (await commander.request(cmd="status"))["result"]["status"] == "ready"
 
             for c in everything:
@@ -241,7 +241,7 @@ async def test_a_subscriber_cannot_hold_more_than_a_bounded_number_of_bytes(sock
             stuck.sendall(b'{"cmd": "subscribe"}\n')
             while hub.subscribers < 1:
                 await trio.testing.wait_all_tasks_blocked()
-            big = de.ServerMessage({"blob": "x" * (de.MAX_LINE_BYTES - 1000)})
+            big = de.OnServerMessage({"blob": "x" * (de.MAX_LINE_BYTES - 1000)})
             published = 0
             while hub.counters["subscribers_dropped_total"] == 0:
                 hub.publish(big)

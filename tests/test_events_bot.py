@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import trio
 
-from voiceterm.config import Config, config_from_dict
-from voiceterm.core.latency import LatencyRecorder
+from voiceterm.config import Config
+from voiceterm.config_load import config_from_dict
 from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.eventsock import Client, running, wait_until
@@ -103,7 +103,7 @@ async def test_a_subscriber_sees_the_handshake_speaking_and_transcripts_in_order
                 await trio.sleep(HOLD_S)
                 await sub.request("talk", state="stop")
                 await wait_until(lambda: sub.names().count("bot-stopped-speaking") >= 2, 10)
-                await wait_until(lambda: daemon.terminal.view().name == "ready", 5)
+                await wait_until(lambda: daemon.terminal.state().view.name == "ready", 5)
             finally:
                 proc.terminate()
                 readable = (await proc.stdout.receive_some(65536)).decode()  # type: ignore[union-attr]
@@ -185,7 +185,7 @@ async def test_control_talk_sends_the_same_wire_traffic_as_the_gpio_button(
                 await trio.sleep(HOLD_S)
                 await stop()
                 done = await bot.wait_for_async(event_is("turn"), 5, since=mark)
-                await wait_until(lambda: daemon.terminal.view().name == "ready", 10)
+                await wait_until(lambda: daemon.terminal.state().view.name == "ready", 10)
                 messages = [
                     (e["type"], e["data"])
                     for e in bot.events()[mark:]
@@ -223,6 +223,9 @@ async def test_control_talk_sends_the_same_wire_traffic_as_the_gpio_button(
     ]
 
 
+STUCK_EVENTS = 2000  # volume-changed lines: more than a stuck socket holds, fewer than the queue of 4096
+
+
 def _flood(path: str, until_dropped: Callable[[], bool], limit: int) -> int:
     """Volume commands as fast as the daemon answers them (each is a `volume-changed` event for every
     subscriber), until the stuck subscriber is dropped. Blocking, in a thread: the daemon's loop does the
@@ -243,9 +246,12 @@ def _flood(path: str, until_dropped: Callable[[], bool], limit: int) -> int:
 async def test_a_stuck_subscriber_is_dropped_and_never_delays_the_mic(
     conversation_bot: BotProcess, tmp_path: Path, monkeypatch
 ) -> None:
-    # A deep queue, so the subscriber stays stuck-but-not-yet-dropped for most of a second of audio.
+    """A subscriber that stops reading fills its socket, then its queue, and is dropped; while it is stuck
+    the mic's chunks keep going to the bot (none is dropped), and the healthy subscriber gets everything.
+    States and causes only: how fast either happens is the benchmark's to measure."""
+    # A deep queue, so the subscriber stays stuck-but-not-yet-dropped while the mic is watched.
     cfg = make_config(tmp_path, conversation_bot, monkeypatch, queue=4096)
-    with trio.fail_after(40):
+    with trio.fail_after(60):
         async with running(cfg) as daemon, Client.open(cfg.events.socket) as healthy:
             await healthy.request("subscribe", events=["volume-changed"])
             stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -253,28 +259,33 @@ async def test_a_stuck_subscriber_is_dropped_and_never_delays_the_mic(
             stuck.connect(cfg.events.socket)
             stuck.sendall(b'{"cmd": "subscribe"}\n')  # ... and never reads again
             await wait_until(lambda: daemon.events.subscribers == 2, 5)
-
             await healthy.request("talk", state="start")
-            recorder: LatencyRecorder = daemon.link.latency["capture_to_send"]
-            recorder.reset()
-            await trio.sleep(0.5)  # the turn under way: the figures without a flood, for comparison
-            quiet = recorder.summary()
-            recorder.reset()
-            sent_before = daemon.link.counters.sent_audio_total
-            dropped_before = daemon.link.counters.dropped_outgoing_audio_total
-            t0 = trio.current_time()
-            commands = await trio.to_thread.run_sync(
+            counters = daemon.link.counters
+            dropped_before = counters.dropped_outgoing_audio_total
+
+            # Stuck: 2000 events of about 80 bytes are more than its socket buffers hold (some 70 KiB), and
+            # fewer than its queue does (4096 lines): the daemon's writer for it waits, the subscriber stays.
+            first = await trio.to_thread.run_sync(_flood, cfg.events.socket, lambda: False, STUCK_EVENTS)
+            assert daemon.events.counters["subscribers_dropped_total"] == 0 and daemon.events.subscribers == 2
+            sent_while_stuck = counters.sent_audio_total
+            await wait_until(
+                lambda: counters.sent_audio_total >= sent_while_stuck + 25, 10, "mic audio while it is stuck"
+            )
+            assert daemon.events.subscribers == 2  # still stuck, not yet dropped: the mic went on regardless
+
+            # Flooded on until its queue is full: dropped, and the audio goes on.
+            more = await trio.to_thread.run_sync(
                 _flood,
                 cfg.events.socket,
                 lambda: daemon.events.counters["subscribers_dropped_total"] > 0,
                 20000,
             )
-            flood_s = trio.current_time() - t0
-            await trio.sleep(0.3)  # audio keeps flowing after the drop too
-            elapsed = trio.current_time() - t0
-            during = recorder.summary()
-            sent = daemon.link.counters.sent_audio_total - sent_before
-            dropped = daemon.link.counters.dropped_outgoing_audio_total - dropped_before
+            commands = first + more
+            sent_after_drop = counters.sent_audio_total
+            await wait_until(
+                lambda: counters.sent_audio_total > sent_after_drop, 5, "mic audio after the drop"
+            )
+            dropped = counters.dropped_outgoing_audio_total - dropped_before
             await healthy.request("talk", state="stop")
             await wait_until(
                 lambda: len(healthy.events("volume-changed")) >= commands, 5, "the healthy subscriber"
@@ -287,24 +298,11 @@ async def test_a_stuck_subscriber_is_dropped_and_never_delays_the_mic(
             while chunk := stuck.recv(65536):
                 got += chunk
             stuck.close()
-            counters = daemon.events.snapshot()
+            hub = daemon.events.snapshot()
 
-    expected_chunks = elapsed / (cfg.audio.period_ms / 1000)
     lines_got = got.count(b"\n")
-    print(
-        f"\nwithout the flood: capture->send p50 {quiet.p50 * 1000:.2f} ms, p99 {quiet.p99 * 1000:.2f} ms, "
-        f"max {quiet.max * 1000:.2f} ms over {quiet.count} chunks"
-    )
-    print(
-        f"stuck subscriber dropped after {commands} events in {flood_s * 1000:.0f} ms; "
-        f"it had {lines_got} lines in its socket; capture->send during the flood: "
-        f"p50 {during.p50 * 1000:.2f} ms, p99 {during.p99 * 1000:.2f} ms, max {during.max * 1000:.2f} ms over "
-        f"{during.count} chunks; {sent} chunks sent in {elapsed:.2f} s (expected {expected_chunks:.0f}), {dropped} dropped"
-    )
-    assert counters["subscribers_dropped_total"] == 1 and counters["subscribers"] == 1
+    print(f"\nstuck subscriber dropped after {commands} events; it had {lines_got} lines in its socket")
+    assert hub["subscribers_dropped_total"] == 1 and hub["subscribers"] == 1
     assert lines_got < commands  # it was cut off, not served everything late
-    assert dropped == 0
-    assert sent >= expected_chunks - 3  # the mic kept its pace: no chunk waited behind the subscriber
-    assert flood_s > 0.3 and during.count >= 15  # the measurement covers the stuck period
-    assert during.max is not None and during.max < 0.05
+    assert dropped == 0  # no mic chunk was dropped
     assert len(healthy.events("volume-changed")) >= commands  # the others lose nothing

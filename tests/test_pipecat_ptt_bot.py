@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm.config import Config, config_from_dict
+from voiceterm.config import Config
+from voiceterm.config_load import config_from_dict
 from voiceterm_devkit.alsa_files import AlsaFileConfig, voiced_speech, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.eventsock import Client, running, wait_until

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import trio
 
-from voiceterm.app import LIVE_KEYS, _changed_keys, _merge
-from voiceterm.config import config_from_dict
+from voiceterm.config import is_live
+from voiceterm.config_load import config_from_dict
+from voiceterm.config_reload import changed_keys, merge, plan_reload
 from voiceterm.io.link import Link
 from voiceterm.io.mic import Microphone
 from voiceterm.io.speaker import Speaker
-
-
-def _is_live(key: str) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in LIVE_KEYS)
 
 
 def test_changed_keys_and_merge_keep_restart_keys() -> None:
@@ -21,19 +18,32 @@ def test_changed_keys_and_merge_keep_restart_keys() -> None:
         {"audio": {"volume_percent": 50, "capture_device": "plughw:1"}, "reconnect": {"max_delay": 10.0}},
         environ={},
     )
-    changed = _changed_keys(old, new)
+    changed = changed_keys(old, new)
     assert sorted(changed) == ["audio.capture_device", "audio.volume_percent", "reconnect.max_delay"]
-    live = [k for k in changed if _is_live(k)]
+    live = [k for k in changed if is_live(k)]
     assert sorted(live) == ["audio.volume_percent", "reconnect.max_delay"]
-    merged = _merge(old, new, live)
+    merged = merge(old, new, live)
     assert merged.audio.volume_percent == 50 and merged.reconnect.max_delay == 10.0
     assert merged.audio.capture_device == "default"  # needs a restart: the running value stays
+
+
+def test_the_plan_applies_the_schemas_live_keys_and_keeps_the_rest() -> None:
+    old = config_from_dict({}, environ={})
+    new = config_from_dict(
+        {"audio": {"volume_percent": 50, "capture_device": "plughw:1"}, "gpio": {"debounce_ms": 10}},
+        environ={},
+    )
+    plan = plan_reload(old, new)
+    assert plan.live == ("audio.volume_percent",)
+    assert sorted(plan.restart) == ["audio.capture_device", "gpio.debounce_ms"]
+    assert plan.config.audio.volume_percent == 50
+    assert plan.config.audio.capture_device == "default" and plan.config.gpio.debounce_ms == 30
 
 
 def test_token_change_is_seen_though_masked() -> None:
     old = config_from_dict({"bot": {"token": "a"}}, environ={})
     new = config_from_dict({"bot": {"token": "b"}}, environ={})
-    assert _changed_keys(old, new) == ["bot.token"]
+    assert changed_keys(old, new) == ["bot.token"]
 
 
 async def test_components_take_live_values() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from voiceterm.cli import build_parser
-from voiceterm.config import CREDENTIAL_NAME, DEFAULT_CONFIG_PATH, EX_CONFIG
+from voiceterm.config import CREDENTIAL_NAME, DEFAULT_CONFIG_PATH
+from voiceterm.exitcodes import EX_CONFIG
 from voiceterm.io.control import SOCKET_NAME, default_socket_path
 from voiceterm.io.notify import watchdog_period
 
@@ -193,7 +194,7 @@ def test_device_access_and_groups() -> None:
 
 
 def test_the_fallback_credential_means_no_token(tmp_path: Path) -> None:
-    from voiceterm.config import load_config
+    from voiceterm.config_load import load_config
 
     (fallback,) = values("SetCredential")
     data = fallback.partition(":")[2].encode().decode("unicode_escape")

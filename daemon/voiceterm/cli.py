@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from voiceterm import __version__
-from voiceterm.config import EX_CONFIG, Config, ConfigError, config_path_from, load_config
-
-EX_OK = 0
-EX_FAILURE = 1
-EX_UNAVAILABLE = 69  # sysexits: a service the command needs is not there (no daemon, no device)
+from voiceterm.config import Config, ConfigError
+from voiceterm.config_load import config_path_from, load_config
+from voiceterm.exitcodes import EX_CONFIG, EX_FAILURE, EX_INTERRUPTED, EX_OK, EX_UNAVAILABLE, EX_USAGE
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -101,49 +99,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EX_USAGE
+    command = _COMMANDS.get(args.command)
+    if command is None:  # pragma: no cover - argparse knows the same names
+        parser.error(f"unknown command {args.command}")
     try:
-        if args.command == "check-config":
-            return _check_config(args)
-        if args.command == "run":
-            from voiceterm.app import run_daemon
-            from voiceterm.parts import check_parts
-
-            cfg = _load(args)
-            check_parts(cfg)
-            remember_config_secrets(cfg)
-            return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
-        if args.command == "devices":
-            return _devices(args)
-        if args.command == "meter":
-            from voiceterm.meter import run_meter
-
-            return run_meter(_load(args), seconds=args.seconds)
-        if args.command == "status":
-            return _status(args)
-        if args.command == "events":
-            return _events(args)
-        if args.command == "ctl":
-            return _ctl(args)
+        return command(args)
     except ConfigError as e:
         print(f"voiceterm: {e}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
-        return 130
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return 2  # pragma: no cover
+        return EX_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from voiceterm.app import run_daemon
+    from voiceterm.parts import check_parts
+
+    cfg = _load(args)
+    check_parts(cfg)
+    remember_config_secrets(cfg)
+    return run_daemon(cfg, keyboard=args.keyboard, log_level=args.log_level)
+
+
+def _meter(args: argparse.Namespace) -> int:
+    from voiceterm.meter import run_meter
+
+    return run_meter(_load(args), seconds=args.seconds)
 
 
 def remember_config_secrets(cfg: Config) -> None:
     """Have every mask in this process (logs, status, events, listings) hide the configured secrets by value."""
-    from voiceterm.config import secret_values
+    from voiceterm.config_render import secret_values
     from voiceterm.masking import remember_secrets
 
     remember_secrets(secret_values(cfg))
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from voiceterm.config import effective_config, render_toml
+    from voiceterm.config_render import effective_config, render_toml
     from voiceterm.masking import scrub_known
     from voiceterm.parts import check_parts
 
@@ -234,7 +228,7 @@ def _events(args: argparse.Namespace) -> int:
             print(
                 f"voiceterm: unknown event {name!r}; known: {', '.join(sorted(EVENT_NAMES))}", file=sys.stderr
             )
-            return 2
+            return EX_USAGE
     path = _events_socket(args)
     try:
         return follow(path, raw=args.json, names=args.event)
@@ -284,7 +278,7 @@ def _ctl(args: argparse.Namespace) -> int:
         request = ctl_request(args.ctl_command, args.ctl_args)
     except ValueError as e:
         print(f"voiceterm: {e}", file=sys.stderr)
-        return 2
+        return EX_USAGE
     path = _events_socket(args)
     try:
         with EventClient(path) as client:
@@ -305,6 +299,18 @@ def _ctl(args: argparse.Namespace) -> int:
         print(f"voiceterm: {cmd}: {printable(reply.get('error'))}", file=sys.stderr)
         return EX_FAILURE
     return EX_OK
+
+
+# Each subcommand's handler (the parser's subcommands, by name).
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "check-config": _check_config,
+    "devices": _devices,
+    "meter": _meter,
+    "status": _status,
+    "events": _events,
+    "ctl": _ctl,
+}
 
 
 def format_status(snap: dict, prefix: str = "") -> list[str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from voiceterm.config import Config, ConfigError, _coerce, _did_you_mean, _type_name
+from voiceterm.config import Config, ConfigError
+from voiceterm.config_load import coerce_value, did_you_mean, type_name
 from voiceterm.core.function_handlers import BUILTINS, NAME_PATTERN
 
 _COMMAND_KEYS = {"command": None, "timeout_s": (0.1, 300.0), "max_running": (1, 16)}
@@ -29,13 +30,13 @@ def check_functions_and_twilio(cfg: Config, where: str) -> None:
         if name in exposed:
             raise ConfigError(f"{where}: {dotted}: {name} is also an exposed built-in; rename one")
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"{where}: {dotted}: must be a table ([{dotted}]), got {_type_name(spec)}")
+            raise ConfigError(f"{where}: {dotted}: must be a table ([{dotted}]), got {type_name(spec)}")
         for key, value in spec.items():
             if key not in _COMMAND_KEYS:
-                raise ConfigError(f"{where}: {dotted}.{key}: unknown key{_did_you_mean(key, _COMMAND_KEYS)}")
+                raise ConfigError(f"{where}: {dotted}.{key}: unknown key{did_you_mean(key, _COMMAND_KEYS)}")
             bounds = _COMMAND_KEYS[key]
             if bounds is not None:
-                _coerce(
+                coerce_value(
                     value,
                     int if key == "max_running" else float,
                     {"min": bounds[0], "max": bounds[1]},

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from voiceterm import safejson
+from voiceterm.exitcodes import EX_FAILURE, EX_USAGE
 from voiceterm.io.control import StatusUnavailable, connect_unix
 from voiceterm.logs import printable
 
@@ -224,7 +225,7 @@ def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.
         reply = client.request("subscribe", **args)
         if not reply.get("ok"):
             print(f"voiceterm: {printable(reply.get('error'))}", file=sys.stderr)
-            return 2
+            return EX_USAGE
         view = ConversationView()
         if not raw:
             status = reply.get("result", {})
@@ -241,7 +242,7 @@ def follow(path: str, *, raw: bool, names: list[str] | None, out: IO[str] = sys.
             if text is not None:
                 print(text, file=out, flush=True)
     print("voiceterm: the daemon closed the event stream", file=sys.stderr)
-    return 1
+    return EX_FAILURE
 
 
 # --- `voiceterm ctl` for messages to the bot --------------------------------------------------------------

@@ -17,6 +17,7 @@ import trio
 
 from voiceterm.config import Config
 from voiceterm.core.pcm import level_dbfs
+from voiceterm.exitcodes import EX_FAILURE, EX_OK
 
 FLOOR_DB = -60.0
 WIDTH = 50
@@ -112,7 +113,7 @@ async def _meter(cfg: Config, seconds: float) -> int:
                 nursery.cancel_scope.cancel()
     if tty:
         print()
-    return 1 if mic.fault else 0
+    return EX_FAILURE if mic.fault else EX_OK
 
 
 def run_meter(cfg: Config, *, seconds: float = 0.0) -> int:
@@ -120,4 +121,4 @@ def run_meter(cfg: Config, *, seconds: float = 0.0) -> int:
         return trio.run(_meter, cfg, seconds)
     except KeyboardInterrupt:
         print()
-        return 0
+        return EX_OK

@@ -1,6 +1,7 @@
-"""The real `voiceterm run` as a subprocess, for the benchmark and the fault campaign, with what they read
-from outside: file-backed ALSA devices, mock GPIO, the keyboard on a pipe (a held button is one space), a
-fake NOTIFY_SOCKET, the status socket, the log lines with arrival times, and /proc CPU time and memory.
+"""The real `voiceterm run` as a subprocess, for the demo, the benchmark, the fault campaign and the tests,
+with what they read from outside: file-backed ALSA devices, mock GPIO, the keyboard on a pipe (a held button
+is one space), a fake NOTIFY_SOCKET, the status socket, the log lines with arrival times, and /proc CPU time
+and memory.
 
 The /proc readers take any pid, so the benchmark measures its baseline process the same way.
 """
@@ -8,7 +9,6 @@ The /proc readers take any pid, so the benchmark measures its baseline process t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from voiceterm.config_render import toml_document
 from voiceterm.io.control import read_status
 from voiceterm_devkit.alsa_files import AlsaFileConfig
 from voiceterm_devkit.bot import terminate
@@ -162,25 +163,6 @@ class NotifySink:
 # --- the configuration ------------------------------------------------------------------------------
 
 
-def toml_text(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """A TOML document of flat tables holding strings, numbers and booleans (all a config needs here)."""
-    lines = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, (int, float)):
-                text = repr(value)
-            elif isinstance(value, str):
-                text = json.dumps(value)  # a JSON string of printable text is a TOML basic string
-            else:
-                raise TypeError(f"{name}.{key}: cannot write {type(value).__name__} to TOML")
-            lines.append(f"{key} = {text}")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def merge_sections(
     base: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, dict[str, Any]]:
@@ -194,10 +176,12 @@ def merge_sections(
 
 
 class DaemonProcess:
-    """`voiceterm run --keyboard` on file PCMs named "mic" and "spk" (defined by the caller's `alsa`).
+    """`voiceterm run --keyboard` on file PCMs named "mic" and "spk" (defined by the caller's `alsa`; `config`
+    may name others).
 
-    `workdir` receives the config, the notify and status sockets and `daemon.log` (its stderr, with
-    arrival times kept in `log_lines`).
+    `workdir` receives the config (`voiceterm.toml`, written by the one TOML writer) and `daemon.log` (its
+    stderr, with arrival times kept in `log_lines`); the notify, status and event sockets go there too, or
+    to `socket_dir` when the workdir's path is too long for a unix socket.
     """
 
     def __init__(
@@ -208,13 +192,17 @@ class DaemonProcess:
         alsa: AlsaFileConfig,
         config: Mapping[str, Mapping[str, Any]] | None = None,
         python: str = sys.executable,
+        socket_dir: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()  # the sockets need absolute paths
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir = Path(socket_dir).resolve() if socket_dir is not None else self.workdir
         self.alsa = alsa
-        self.status_path = str(self.workdir / "status.sock")
-        self.events_path = str(self.workdir / "events.sock")
+        self.status_path = str(self.socket_dir / "status.sock")
+        self.events_path = str(self.socket_dir / "events.sock")
         self.config_path = self.workdir / "voiceterm.toml"
+        self.log_path = self.workdir / "daemon.log"
         self.sections = merge_sections(
             {
                 "bot": {"url": bot_url},
@@ -228,10 +216,12 @@ class DaemonProcess:
         )
         self.write_config()
         self.python = python
+        self.extra_env = dict(env or {})  # set after the inherited watchdog and journal variables are dropped
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.sink: NotifySink | None = None
         self.log_lines: list[tuple[float, str]] = []
+        self.keys: list[tuple[float, str]] = []  # (time.monotonic() after the write, the keys typed)
         self._log_cond = threading.Condition()
         self._reader: threading.Thread | None = None
 
@@ -239,7 +229,7 @@ class DaemonProcess:
         """(Re)write the TOML file, with `changes` merged in (send SIGHUP to apply them live)."""
         self.sections = merge_sections(self.sections, changes)
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(toml_text(self.sections), encoding="utf-8")
+        tmp.write_text(toml_document(self.sections), encoding="utf-8")
         os.replace(tmp, self.config_path)
 
     @property
@@ -249,17 +239,20 @@ class DaemonProcess:
 
     def start(self) -> None:
         self.alsa.write()
-        self.sink = NotifySink(self.workdir / "notify.sock")
+        self.sink = NotifySink(self.socket_dir / "notify.sock")
         env = {
             **os.environ,
             **self.alsa.env,
             "NOTIFY_SOCKET": str(self.sink.path),
             "VOICETERM_CONFIG": str(self.config_path),
+            "PYTHONUNBUFFERED": "1",
         }
         for var in ("WATCHDOG_PID", "WATCHDOG_USEC", "JOURNAL_STREAM"):
             env.pop(var, None)
+        env.update(self.extra_env)
         exe = Path(self.python).parent / "voiceterm"
         self.log_lines = []
+        self.keys = []
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [str(exe), "run", "--keyboard"],
@@ -275,7 +268,7 @@ class DaemonProcess:
 
     def _read_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        with open(self.workdir / "daemon.log", "ab") as keep:
+        with open(self.log_path, "ab") as keep:
             for raw in proc.stderr:
                 keep.write(raw)
                 keep.flush()
@@ -313,25 +306,36 @@ class DaemonProcess:
                 raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(0.02)
 
-    def wait_log(self, pattern: str, timeout: float, since: float = 0.0) -> tuple[float, str]:
-        """The first log line at or after `since` matching the regular expression `pattern`."""
-        regex = re.compile(pattern)
+    def wait_log(
+        self, pattern: str | Callable[[str], bool], timeout: float, since: float = 0.0
+    ) -> tuple[float, str]:
+        """The first log line at or after `since` matching the regular expression `pattern` (or for which
+        the predicate `pattern` is true). TimeoutError when none comes, or the daemon exits first."""
+        matches = re.compile(pattern).search if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         with self._log_cond:
             while True:
                 for t, line in self.log_lines:
-                    if t >= since and regex.search(line):
+                    if t >= since and matches(line):
                         return t, line
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._log_ended():
                     raise TimeoutError(f"no log line matching {pattern!r} within {timeout:g} s")
-                self._log_cond.wait(remaining)
+                self._log_cond.wait(min(remaining, 0.1))
 
-    def key(self, keys: str) -> None:
-        """Type on the daemon's keyboard: " " talk toggle, "m" mute, "r" reconnect."""
+    def _log_ended(self) -> bool:
+        # The reader thread ends after the daemon's last line: nothing more can match.
+        return self._reader is not None and not self._reader.is_alive()
+
+    def key(self, keys: str) -> float:
+        """Type on the daemon's keyboard: " " talk toggle, "m" mute, "r" reconnect, "q" quit. Returns the
+        time.monotonic() right after the write."""
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(keys.encode())
         self.proc.stdin.flush()
+        now = time.monotonic()
+        self.keys.append((now, keys))
+        return now
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
@@ -339,6 +343,14 @@ class DaemonProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status once the daemon has exited, or None when it still runs after `timeout`."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
@@ -387,5 +399,4 @@ __all__ = [
     "memory_kib",
     "merge_sections",
     "thread_cpu_seconds",
-    "toml_text",
 ]

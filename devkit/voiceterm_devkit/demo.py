@@ -29,6 +29,7 @@ import numpy as np
 
 from voiceterm_devkit.alsa_files import AlsaFileConfig
 from voiceterm_devkit.bot import BotError, BotProcess, event_is
+from voiceterm_devkit.daemonproc import DaemonProcess
 
 MIC_RATE = 16000  # the bot's input rate (pipecat's default); the daemon sends mic audio at this rate
 SPEAKER_RATE = 24000  # the bot's output rate and the daemon's player rate: no resampling on the way out
@@ -379,156 +380,28 @@ def reply_fidelity(heard: np.ndarray, mic: np.ndarray, pitch: float = 1.25, skip
 # --- the daemon -----------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class LogLine:
-    t: float  # time.monotonic() when the demo read it
-    stream: str  # "stderr" | "stdout"
-    text: str
-
-
-class DaemonProcess:
-    """`voiceterm run --keyboard` as a subprocess whose stdin is the push-to-talk key and whose log is timed."""
-
-    def __init__(self, config: Path, env: dict[str, str], log_path: Path) -> None:
-        self.config = config
-        self.env = env
-        self.log_path = log_path
-        self.lines: list[LogLine] = []
-        self._cond = threading.Condition()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._readers: list[threading.Thread] = []
-        self.started_at = 0.0
-        self.keys: list[tuple[float, str]] = []
-
-    @staticmethod
-    def command(config: Path) -> list[str]:
-        exe = Path(sys.executable).with_name("voiceterm")
-        base = [str(exe)] if exe.exists() else [sys.executable, "-m", "voiceterm"]
-        return [*base, "run", "--config", str(config), "--keyboard"]
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def start(self) -> None:
-        self.started_at = time.monotonic()
-        self._proc = subprocess.Popen(
-            self.command(self.config),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self.env,
-        )
-        for name, pipe in (("stderr", self._proc.stderr), ("stdout", self._proc.stdout)):
-            reader = threading.Thread(
-                target=self._read, args=(name, pipe), name=f"daemon-{name}", daemon=True
-            )
-            reader.start()
-            self._readers.append(reader)
-
-    def _read(self, name: str, pipe: Any) -> None:
-        with pipe, open(self.log_path.with_suffix(f".{name}"), "w", encoding="utf-8") as copy:
-            for raw in pipe:
-                text = raw.decode("utf-8", "replace").rstrip("\n")
-                copy.write(text + "\n")
-                copy.flush()
-                with self._cond:
-                    self.lines.append(LogLine(time.monotonic(), name, text))
-                    self._cond.notify_all()
-
-    def key(self, key: str) -> float:
-        """Type `key` on the daemon's keyboard; returns the time.monotonic() right after the write."""
-        assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write(key.encode())
-        self._proc.stdin.flush()
-        now = time.monotonic()
-        self.keys.append((now, key))
-        return now
-
-    def wait_line(self, predicate: Callable[[str], bool], timeout: float) -> LogLine | None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            index = 0
-            while True:
-                while index < len(self.lines):
-                    line = self.lines[index]
-                    index += 1
-                    if predicate(line.text):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.running:
-                    return None
-                self._cond.wait(min(remaining, 0.1))
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def wait(self, timeout: float) -> int | None:
-        assert self._proc is not None
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    def close(self) -> None:
-        if self._proc is not None and self._proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-        for reader in self._readers:
-            reader.join(timeout=2.0)
-
-    def stderr_tail(self, n: int = 15) -> str:
-        with self._cond:
-            return "\n".join(f"  {line.text}" for line in self.lines[-n:]) or "  <no output>"
-
-
-def daemon_config(url: str, status_socket: str) -> str:
-    """The daemon's TOML for the demo: file-backed devices, wall-clock pacing, keyboard toggle, no GPIO/earcons."""
-    return f"""# voiceterm demo configuration (written by voiceterm_devkit.demo)
-[bot]
-url = "{url}"
-connect_timeout = 5.0
-ready_timeout = 3.0
-
-[audio]
-capture_device = "{CAPTURE_PCM}"
-playback_device = "{PLAYBACK_PCM}"
-recorder_sample_rate = {MIC_RATE}
-player_sample_rate = {SPEAKER_RATE}
-# File PCMs are unclocked: the daemon paces its reads and writes by the wall clock.
-pacing = "wall-clock"
-
-[earcons]
-# Tones would mix into the speaker file the demo cuts the replies out of.
-enabled = false
-
-[frontend]
-# File devices have no echo path, and the demo checks that the bot heard the mic sample for sample.
-mode = "off"
-
-[push_to_talk]
-# A terminal has no key-up events: space toggles talking.
-mode = "toggle"
-
-[gpio]
-enabled = false
-
-[reconnect]
-initial_delay = 0.2
-
-[logging]
-level = "info"
-
-[status]
-socket = "{status_socket}"
-"""
+def daemon_sections() -> dict[str, dict[str, Any]]:
+    """The daemon's configuration for the demo (over DaemonProcess's own: the bot's url, the sockets)."""
+    return {
+        "bot": {"connect_timeout": 5.0, "ready_timeout": 3.0},
+        # File PCMs are unclocked: the daemon paces its reads and writes by the wall clock.
+        "audio": {
+            "capture_device": CAPTURE_PCM,
+            "playback_device": PLAYBACK_PCM,
+            "recorder_sample_rate": MIC_RATE,
+            "player_sample_rate": SPEAKER_RATE,
+            "pacing": "wall-clock",
+        },
+        # Tones would mix into the speaker file the demo cuts the replies out of.
+        "earcons": {"enabled": False},
+        # File devices have no echo path, and the demo checks that the bot heard the mic sample for sample.
+        "frontend": {"mode": "off"},
+        # A terminal has no key-up events: space toggles talking.
+        "push_to_talk": {"mode": "toggle"},
+        "gpio": {"enabled": False},
+        "reconnect": {"initial_delay": 0.2},
+        "logging": {"level": "info"},
+    }
 
 
 # --- the bot ----------------------------------------------------------------------------------------------------
@@ -612,7 +485,7 @@ def run_demo(
 ) -> Run:
     """Run the whole demo and return what happened (`format_report` turns it into text)."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("playback.raw", "reply.wav", "daemon.stderr", "daemon.stdout", "bot-events.jsonl"):
+    for stale in ("playback.raw", "reply.wav", "daemon.log", "bot-events.jsonl"):
         with contextlib.suppress(OSError):
             (out / stale).unlink()
     for old in [*out.glob("reply-*.wav"), *out.glob("bot-*.stderr")]:
@@ -650,13 +523,11 @@ def run_demo(
         except BotError as e:
             raise DemoError(f"the demo bot did not start: {e}") from None
         run.bot_url = bot.url
-        config_path = out / "voiceterm.toml"
-        config_path.write_text(daemon_config(bot.url, str(status_socket)), encoding="utf-8")
-
         progress("starting the daemon (voiceterm run --keyboard) ...")
-        env = {**os.environ, **alsa.env, "PYTHONUNBUFFERED": "1"}
-        env.pop("JOURNAL_STREAM", None)  # timestamps in the log, not journald priorities
-        daemon = DaemonProcess(config_path, env, out / "daemon")
+        daemon = DaemonProcess(
+            out, bot_url=bot.url, alsa=alsa, config=daemon_sections(), socket_dir=socket_dir
+        )
+        status_socket = Path(daemon.status_path)
         watch.start()
         daemon.start()
         _script(run, bot, daemon, capture_path, status_socket=status_socket, progress=progress)
@@ -664,8 +535,7 @@ def run_demo(
     finally:
         watch.stop()
         if daemon is not None:
-            daemon.kill()
-            daemon.close()
+            daemon.stop()
         bot.stop()
         if socket_dir != out:
             shutil.rmtree(socket_dir, ignore_errors=True)
@@ -696,18 +566,17 @@ def _script(
         connected = bot.wait_for(event_is("client_connected"), timeout=20.0)
     except TimeoutError:
         raise DemoError(
-            f"the daemon did not connect to the bot within 20 s; its log:\n{daemon.stderr_tail()}"
+            f"the daemon did not connect to the bot within 20 s; its log:\n{daemon.log_tail(15)}"
         ) from None
     run.handshake["client_connected_t"] = connected["t"]
-    ready = daemon.wait_line(is_ready_line, timeout=10.0)
-    if ready is not None:
-        run.handshake["ready_line"] = ready.text
-        run.handshake["ready_t"] = ready.t
-    elif _link_state(status_socket) == "ready":
-        run.handshake["ready_line"] = "link.state=ready (from the status socket; no log line said so)"
-        run.handshake["ready_t"] = time.monotonic()
-    else:
-        run.problems.append("the daemon's link did not become ready within 10 s of connecting")
+    try:
+        run.handshake["ready_t"], run.handshake["ready_line"] = daemon.wait_log(is_ready_line, timeout=10.0)
+    except TimeoutError:
+        if _link_state(status_socket) == "ready":
+            run.handshake["ready_line"] = "link.state=ready (from the status socket; no log line said so)"
+            run.handshake["ready_t"] = time.monotonic()
+        else:
+            run.problems.append("the daemon's link did not become ready within 10 s of connecting")
 
     position = [0]
 
@@ -715,8 +584,8 @@ def _script(
         target = int(seconds * MIC_RATE) * 2
 
         def reached() -> bool:
-            if not daemon.running:
-                raise DemoError(f"the daemon exited early (status {daemon.wait(0)}):\n{daemon.stderr_tail()}")
+            if not daemon.alive():
+                raise DemoError(f"the daemon exited early (status {daemon.wait(0)}):\n{daemon.log_tail(15)}")
             pos = open_file_position(daemon.pid, capture)
             if pos is not None:
                 position[0] = pos
@@ -769,8 +638,7 @@ def _finish(run: Run, daemon: DaemonProcess, status_socket: Path) -> None:
     run.exit_s = time.monotonic() - quit_at
     if status is None:
         run.problems.append('the daemon did not exit within 5 s of "q"; killed')
-        daemon.kill()
-        status = daemon.wait(2.0)
+        status = daemon.stop(2.0)
     run.exit_status = status
     if status != 0:
         run.problems.append(f"the daemon exited with status {status}")
@@ -824,7 +692,7 @@ def _collect(
         for number, audio in replies:
             write_wav(run.out / f"reply-{number}.wav", audio, SPEAKER_RATE)
     run.files["capture.wav"] = str(run.out / "capture.wav")
-    run.files["daemon log"] = str(run.out / "daemon.stderr")
+    run.files["daemon log"] = str(run.out / "daemon.log")
     run.files["bot events"] = str(run.out / "bot-events.jsonl")
 
     # One timeline of what the daemon logged, what the bot reported and what the demo did.
@@ -833,8 +701,8 @@ def _collect(
         what = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "t", "gen", "received"))
         timeline.append((e["t"], "bot", f"{e['event']} {what}".strip()))
     if daemon is not None:
-        for line in daemon.lines:
-            timeline.append((line.t, "daemon", _strip_log_prefix(line.text)))
+        for t, line in daemon.log_lines:
+            timeline.append((t, "daemon", _strip_log_prefix(line)))
         for t, key in daemon.keys:
             timeline.append(
                 (t, "demo", {" ": "key space (push-to-talk toggle)", "q": "key q (quit)"}.get(key, key))
@@ -1000,9 +868,7 @@ def format_report(run: Run) -> str:
     lines.append("Files")
     lines.append(f"  {run.out / 'reply.wav'}  the bot's replies as the speaker received them (24 kHz mono)")
     lines.append(f"  {run.out / 'capture.wav'}  what the microphone heard")
-    lines.append(
-        f"  {run.out / 'daemon.stderr'}, {run.out / 'bot-events.jsonl'}, {run.out / 'voiceterm.toml'}"
-    )
+    lines.append(f"  {run.out / 'daemon.log'}, {run.out / 'bot-events.jsonl'}, {run.out / 'voiceterm.toml'}")
     lines.append("")
     if run.problems:
         lines.append("PROBLEMS")

@@ -24,7 +24,7 @@ async def running(cfg: Config) -> AsyncIterator[Daemon]:
     daemon = Daemon(cfg)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon.run)
-        await wait_until(lambda: daemon.events_path and daemon.terminal.view().name == "ready", 15)
+        await wait_until(lambda: daemon.events_path and daemon.terminal.state().view.name == "ready", 15)
         try:
             yield daemon
         finally:

@@ -38,10 +38,11 @@ from hypothesis import strategies as st
 from voiceterm.config import Config
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
+from voiceterm.core import stream_reporter as sr
 from voiceterm.core.playout import PlayoutBuffer
 from voiceterm.core.resample import StreamResampler
 from voiceterm.core.terminal import Terminal
-from voiceterm.protocol import frames_pb2, rtvi
+from voiceterm.protocol import frames_pb2, rtvi, rtvi_parse
 from voiceterm.protocol.base import Serializer, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk
@@ -102,8 +103,8 @@ json_values = st.one_of(
     ),
 )
 
-RTVI_TYPES = sorted(rtvi._BY_TYPE)  # every type the parser knows
-FIELD_NAMES = sorted({name for _cls, fields in rtvi._BY_TYPE.values() for name, _kind in fields})
+RTVI_TYPES = sorted(rtvi_parse.BY_TYPE)  # every type the parser knows
+FIELD_NAMES = sorted({name for _cls, fields in rtvi_parse.BY_TYPE.values() for name, _kind in fields})
 objects = st.dictionaries(st.text(any_char, max_size=8), json_values, max_size=6)
 # Values that fit a field's kind (so the message parses into its typed event) with hostile contents.
 FITTING = {
@@ -124,7 +125,7 @@ def rtvi_envelopes(draw: st.DrawFn) -> Any:
     type and hostile contents, some with wrong types, unknown types or a broken envelope."""
     msg_type = draw(st.one_of(st.sampled_from(RTVI_TYPES), st.sampled_from(RTVI_TYPES), texts))
     envelope: dict[str, Any] = {"label": "rtvi-ai", "type": msg_type}
-    known = rtvi._BY_TYPE.get(msg_type)
+    known = rtvi_parse.BY_TYPE.get(msg_type)
     data: dict[str, Any] = {}
     for name, kind in known[1] if known else ():
         if draw(st.booleans()) or draw(st.booleans()):
@@ -292,8 +293,8 @@ class ReceivePath:
                 self._audio(event)
                 continue
             self.terminal.bot(event, self.now)
-            self.terminal.view()
-            stream_event = de.from_bot(event)
+            assert self.terminal.state().view.name  # what the app reads after every input must resolve
+            stream_event = sr.from_bot(event)
             if stream_event is not None:
                 self.seq += 1
                 check_line(de.encode(stream_event, ts=time.time(), seq=self.seq))

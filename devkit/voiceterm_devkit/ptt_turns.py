@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm_devkit.alsa_files import AlsaFileConfig, voiced_speech, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.eventsock import Client, running

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voiceterm.io.alsa import CapturePacer, PlaybackPacer, UnclockedDetector
+from voiceterm.io.alsa_pacing import CapturePacer, PlaybackPacer, UnclockedDetector
 
 
 class FakeTime:

@@ -198,7 +198,7 @@ class Hostile:
         assert rss <= self.baseline_kib + RSS_SLACK_KIB, f"RSS {rss} KiB, steady {self.baseline_kib} KiB"
 
 
-def make_daemon(workdir: Path, url: str, config: dict | None = None, extra_toml: str = "") -> DaemonProcess:
+def make_daemon(workdir: Path, url: str, config: dict | None = None) -> DaemonProcess:
     """`voiceterm run` on file PCMs (a 10-minute mic file), for the bot at `url`; not started yet."""
     alsa = AlsaFileConfig(workdir / "alsa")
     mic = workdir / "mic.raw"
@@ -213,11 +213,7 @@ def make_daemon(workdir: Path, url: str, config: dict | None = None, extra_toml:
         },
         config,
     )
-    daemon = DaemonProcess(workdir / "daemon", bot_url=url, alsa=alsa, config=sections)
-    if extra_toml:
-        with open(daemon.config_path, "a", encoding="utf-8") as f:
-            f.write(extra_toml)
-    return daemon
+    return DaemonProcess(workdir / "daemon", bot_url=url, alsa=alsa, config=sections)
 
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "voiceterm.service"
@@ -249,13 +245,12 @@ def start_hostile(
     config: dict | None = None,
     *,
     relay: HostileBot | None = None,
-    extra_toml: str = "",
     ready_timeout: float = 15.0,
 ) -> Iterator[Hostile]:
     """A Hostile environment: `relay` (started, or a new one in front of `bot`), the daemon with `config`
-    merged over the suite's settings and `extra_toml` appended (tables), warmed up, RSS baseline taken."""
+    merged over the suite's settings, warmed up, RSS baseline taken."""
     relay = relay or HostileBot(upstream=bot.url).start()
-    daemon = make_daemon(workdir, relay.url, config, extra_toml)
+    daemon = make_daemon(workdir, relay.url, config)
     daemon.start()
     tap = None
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from voiceterm.config import EX_CONFIG
+from voiceterm.exitcodes import EX_CONFIG
 from voiceterm_devkit.bot import BotProcess
 from voiceterm_devkit.hostile_bot import HostileBot, rtvi
 from voiceterm_devkit.start_server import StartEndpointServer
@@ -107,12 +107,11 @@ SECRETS = {
     "token_file": "TOKENFILE-s3cr3t-0009",
     "bot.token": "INLINETOKEN-s3cr3t-0010",
 }
-BODY_TABLE = f"""
-[bot.endpoint_body]
-transport = "websocket"
-api_key = "{SECRETS["endpoint_body api_key"]}"
-nested = {{ auth = {{ password = "{SECRETS["endpoint_body nested password"]}" }} }}
-"""
+BODY = {
+    "transport": "websocket",
+    "api_key": SECRETS["endpoint_body api_key"],
+    "nested": {"auth": {"password": SECRETS["endpoint_body nested password"]}},
+}
 
 
 def pick(*names: str) -> dict[str, str]:
@@ -140,18 +139,17 @@ def test_url_mode_secrets_never_show(tmp_path: Path, echo_bot: BotProcess) -> No
         "bot": {
             "url": f"{relay.url}/ws?room=1&access_token={secrets['url query']}",
             "token_file": str(token_file),
+            "headers": {
+                "Authorization": f"Bearer {secrets['Authorization header']}",
+                "X-Custom": f"Bearer {secrets['auth-like header value']}",
+                "X-Api-Key": secrets["api key header"],
+            },
+            "endpoint_headers": {"Authorization": f"Bearer {secrets['endpoint_headers']}"},
+            "endpoint_body": BODY,
         },
         "logging": {"level": "debug"},
     }
-    tables = f"""
-[bot.headers]
-Authorization = "Bearer {secrets["Authorization header"]}"
-X-Custom = "Bearer {secrets["auth-like header value"]}"
-X-Api-Key = "{secrets["api key header"]}"
-[bot.endpoint_headers]
-Authorization = "Bearer {secrets["endpoint_headers"]}"
-{BODY_TABLE}"""
-    for env in start_hostile(tmp_path, echo_bot, config, relay=relay, extra_toml=tables):
+    for env in start_hostile(tmp_path, echo_bot, config, relay=relay):
         path, headers = relay.requests[-1]
         sent = path + repr(headers)  # live secrets: the bot received them
         for name in ("url query", "token_file", "Authorization header", "auth-like header value"):
@@ -177,18 +175,17 @@ def test_endpoint_mode_secrets_never_show(tmp_path: Path, echo_bot: BotProcess) 
     relay = HostileBot(upstream=echo_bot.url).start()
     server = StartEndpointServer(ws_url=relay.url, fail_next=2)  # two HTTP 503s first, logged
     config = {
-        "bot": {"endpoint": "", "token": secrets["bot.token"]},
+        "bot": {
+            "endpoint": "",
+            "token": secrets["bot.token"],
+            "endpoint_headers": {"X-Session-Key": secrets["endpoint_headers"]},
+            "endpoint_body": BODY,
+        },
         "logging": {"level": "debug"},
     }
-    tables = f"""
-[bot.endpoint_headers]
-X-Session-Key = "{secrets["endpoint_headers"]}"
-{BODY_TABLE}"""
     with TrioThread(server.run):
         config["bot"]["endpoint"] = f"{server.url}?key={secrets['endpoint query']}"
-        for env in start_hostile(
-            tmp_path, echo_bot, config, relay=relay, extra_toml=tables, ready_timeout=20
-        ):
+        for env in start_hostile(tmp_path, echo_bot, config, relay=relay, ready_timeout=20):
             call = server.calls[-1]
             assert call.body["api_key"] == secrets["endpoint_body api_key"]
             assert secrets["endpoint query"] in call.path

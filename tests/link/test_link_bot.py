@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio_websocket
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link, SessionStarted
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.events import AudioChunk, Interruption
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.linkwatch import EventCollector, StatusRecorder, run_link
@@ -118,7 +118,7 @@ async def test_handshake_bot_ready_and_audio_echo(shared_bot: BotProcess):
     assert hello["data"]["about"]["platform_details"]["device_id"] == "test-device"
     assert ptt["data"] == {"t": "push_to_talk", "d": {"state": "start"}}
     assert collector.sessions_started() == [1]
-    assert any(isinstance(e, rtvi.BotReady) for e in collector.of_type(rtvi.RTVIEvent))
+    assert any(isinstance(e, rtvi_events.BotReady) for e in collector.of_type(rtvi_events.RTVIEvent))
     echoed = collector.audio[1]
     assert {c.sample_rate for c in echoed} == {24000}
     assert abs(dominant_frequency(echoed) - 440.0) < 10.0  # our tone, resampled, came back
@@ -315,10 +315,12 @@ async def test_barge_in_interrupts_the_bot(shared_bot: BotProcess):
         async with run_link(link, collect=collector):
             await recorder.wait_state(LinkState.READY, 5)
             assert link.send_message(rtvi.client_message("say", {"ms": 3000}))
-            await collector.wait_for(lambda c: c.of_type(rtvi.BotStartedSpeaking), 5)
+            await collector.wait_for(lambda c: c.of_type(rtvi_events.BotStartedSpeaking), 5)
             await collector.wait_for(lambda c: c.audio_bytes.get(1, 0) >= 4 * 1920, 5)
             assert link.send_message(rtvi.push_to_talk("start"))
-            await collector.wait_for(lambda c: c.of_type(Interruption) and c.of_type(rtvi.BotInterrupted), 5)
+            await collector.wait_for(
+                lambda c: c.of_type(Interruption) and c.of_type(rtvi_events.BotInterrupted), 5
+            )
             await bot.wait_for_async(event_is("interrupted"), 5, since=mark)
             spoken = collector.audio_bytes[1]
     # A 3 s tone at 24 kHz is 144000 bytes; the interruption cut it well short.

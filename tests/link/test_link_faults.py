@@ -19,7 +19,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link
 from voiceterm.io.linkfailures import describe_close

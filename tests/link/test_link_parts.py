@@ -1,5 +1,5 @@
-"""The link's small pure parts: the one exception walker (io/neterrors.py) and the queue bookkeeping
-(core/linkqueues.py)."""
+"""The link's small pure parts: the one exception walker (voiceterm/errors.py), the network words
+(io/neterrors.py) and the queue bookkeeping (core/linkqueues.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ import trio
 
 from voiceterm.core.linkqueues import Backlog, Outbox, OutgoingAudio, OutgoingMessage
 from voiceterm.core.linkstate import LinkCounters
-from voiceterm.io.neterrors import (
-    describe_network,
-    describe_tls,
-    find_in_chain,
-    first_real,
-    status_is_unfixable,
-    walk,
-)
+from voiceterm.errors import find_in_chain, first_real, walk
+from voiceterm.io.neterrors import describe_network, describe_tls, status_is_unfixable
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -51,10 +45,14 @@ def test_the_walker_goes_through_groups_causes_and_contexts_once():
 
 def test_first_real_skips_cancellations_and_does_not_follow_causes():
     error = KeyError("x")
-    assert first_real(BaseExceptionGroup("g", [trio.Cancelled._create(), error])) is error
+    assert (
+        first_real(BaseExceptionGroup("g", [trio.Cancelled._create(), error]), skip=trio.Cancelled) is error
+    )
     cancelled = trio.Cancelled._create()
     cancelled.__context__ = OSError("raised while handling")
-    assert first_real(BaseExceptionGroup("g", [cancelled])) is None  # a cancellation stays one
+    assert (
+        first_real(BaseExceptionGroup("g", [cancelled]), skip=trio.Cancelled) is None
+    )  # a cancellation stays one
 
 
 def test_network_and_tls_words():

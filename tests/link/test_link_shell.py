@@ -15,11 +15,11 @@ import logging
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkevents import ReceivedAudio, SessionEnded, SessionStarted
 from voiceterm.core.linkstate import LinkState
 from voiceterm.io.link import Link
-from voiceterm.protocol.rtvi import BotReady, ServerError
+from voiceterm.protocol.rtvi_events import BotReady, ServerError
 from voiceterm_devkit.linkwatch import EventCollector, StatusRecorder, run_link
 
 from .memnet import MemoryBot, audio_frame, bot_ready_for, parse_message, ready_bot, rtvi

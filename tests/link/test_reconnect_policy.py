@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voiceterm.config import ReconnectConfig, config_from_dict
+from voiceterm.config import ReconnectConfig
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.lograte import RepeatSuppressor, Throttle
 from voiceterm.core.reconnect import ReconnectPolicy
 

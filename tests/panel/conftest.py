@@ -9,9 +9,11 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
-from voiceterm.core.terminal import Command, SendMessage, Terminal
+from voiceterm.core.terminal import Terminal
+from voiceterm.core.terminal_commands import Command, SendMessage
+from voiceterm.core.terminal_inputs import ButtonEdge, KeyPress
 
 CHUNK = b"\x01\x02" * 320  # 20 ms of 16 kHz mono s16le, recognisably not silence
 
@@ -45,7 +47,7 @@ class Rig:
 
     def edge(self, pressed: bool, t: float) -> list[Command]:
         out = self.advance(t)
-        return out + self._record(self.term.button(pressed, t))
+        return out + self._record(self.term.panel(ButtonEdge(pressed, t)))
 
     def press(self, t: float, held: float) -> list[Command]:
         """A clean press at t for `held` seconds; returns everything up to the settled release."""
@@ -56,7 +58,7 @@ class Rig:
 
     def key(self, k: str, t: float | None = None) -> list[Command]:
         out = self.advance(self.now if t is None else t)
-        return out + self._record(self.term.key(k, self.now))
+        return out + self._record(self.term.panel(KeyPress(k, self.now)))
 
     def bot(self, event: object, t: float | None = None) -> list[Command]:
         out = self.advance(self.now if t is None else t)

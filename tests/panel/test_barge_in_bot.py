@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
-from voiceterm.core.terminal import Earcon, FlushPlayback, SendMessage, Terminal
+from voiceterm.config_load import config_from_dict
+from voiceterm.core.terminal import Terminal
+from voiceterm.core.terminal_commands import Earcon, FlushPlayback, SendMessage
 from voiceterm.io.gpio import Panel
 from voiceterm.io.link import Link, SessionStarted
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.events import AudioChunk, Interruption
 from voiceterm_devkit.alsa_files import AlsaFileConfig, read_raw
 from voiceterm_devkit.bot import BotProcess, event_is
@@ -96,8 +97,8 @@ class Wiring:
                 self.apply(self.terminal.bot(event, now))
 
     async def inputs(self, recv: trio.MemoryReceiveChannel) -> None:
-        async for pressed, _at in recv:
-            self.apply(self.terminal.button(pressed, trio.current_time()))
+        async for edge in recv:
+            self.apply(self.terminal.panel(edge))
 
     async def timers(self) -> None:
         while True:
@@ -151,18 +152,20 @@ async def test_a_press_during_bot_speech_flushes_playback_and_interrupts_the_bot
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(speaker.run)
-            await nursery.start(panel.run, edge_send, terminal.view, wiring.wait_view_change)
+            await nursery.start(
+                panel.run, edge_send, (lambda: terminal.state().view), wiring.wait_view_change
+            )
             await nursery.start(link.run)
             for task in (wiring.link_events, wiring.timers, wiring.playback_watch):
                 nursery.start_soon(task)
             nursery.start_soon(wiring.inputs, edge_recv)
             try:
-                await wiring.wait(lambda: terminal.view().name == "ready", 10, "the link to be ready")
+                await wiring.wait(lambda: terminal.state().view.name == "ready", 10, "the link to be ready")
                 mark = bot.mark()
                 assert link.send_message(rtvi.client_message("say", {"ms": SAY_MS}))
                 await wiring.wait(
                     lambda: (
-                        terminal.view().name == "speaking"
+                        terminal.state().view.name == "speaking"
                         and speaker.playing
                         and sum(n for _, n, _ in wiring.bot_audio) >= 0.4 * bytes_per_s
                     ),
@@ -187,16 +190,16 @@ async def test_a_press_during_bot_speech_flushes_playback_and_interrupts_the_bot
                 await wiring.wait(
                     lambda: (
                         any(isinstance(e, Interruption) for _, e in wiring.events)
-                        and any(isinstance(e, rtvi.BotInterrupted) for _, e in wiring.events)
+                        and any(isinstance(e, rtvi_events.BotInterrupted) for _, e in wiring.events)
                     ),
                     5,
                     "the interruption to come back",
                 )
                 confirmed_at = min(
-                    t for t, e in wiring.events if isinstance(e, (Interruption, rtvi.BotInterrupted))
+                    t for t, e in wiring.events if isinstance(e, (Interruption, rtvi_events.BotInterrupted))
                 )
                 assert flush_at < confirmed_at  # the speaker did not wait for the server
-                assert terminal.view().name == "listening"
+                assert terminal.state().view.name == "listening"
                 await wiring.wait(lambda: panel.showing == "listening", 1, "the LED to show listening")
 
                 pin.drive_high()
@@ -242,7 +245,7 @@ async def test_a_press_during_bot_speech_flushes_playback_and_interrupts_the_bot
         f"press->interruption back {1000 * (confirmed_at - press_at):.0f} ms; "
         f"{dropped} queued frames dropped by the flush; "
         f"bot audio {received} B received, {played} B played, {len(after_flush)} chunks after the flush "
-        f"({terminal.counters['stale_bot_audio_dropped_total']} dropped as stale); "
+        f"({terminal.state().counters['stale_bot_audio_dropped_total']} dropped as stale); "
         f"{heard_s:.2f} s of the {SAY_MS / 1000:.1f} s tone heard"
     )
     assert flush_at - press_at <= cfg.gpio.debounce_ms / 1000 + 0.1

@@ -9,13 +9,15 @@ import pytest
 import trio
 import trio.testing
 
-from voiceterm.config import GpioConfig, config_from_dict
+from voiceterm.config import GpioConfig
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import Blink, Flash, On, Pulse, level_at, period
 from voiceterm.core.status import STYLES, StatusView
 from voiceterm.core.terminal import Terminal
+from voiceterm.core.terminal_inputs import ButtonEdge, KeyPress
 from voiceterm.io.gpio import Panel, PanelError, make_pin_factory
-from voiceterm.protocol.rtvi import BotStartedSpeaking
+from voiceterm.protocol.rtvi_events import BotStartedSpeaking
 
 BUTTON, LED_PIN, RGB = 17, 27, (5, 6, 13)
 
@@ -65,10 +67,10 @@ async def test_button_edges_arrive_with_trio_time(mock_factory, autojump_clock) 
             await trio.sleep(1.0)
             t0 = trio.current_time()
             pin.drive_low()  # pull-up wiring: pressed pulls the pin to ground
-            assert await recv.receive() == (True, t0)
+            assert await recv.receive() == ButtonEdge(True, t0)
             await trio.sleep(0.25)
             pin.drive_high()
-            assert await recv.receive() == (False, t0 + 0.25)
+            assert await recv.receive() == ButtonEdge(False, t0 + 0.25)
             pin.drive_high()  # no change, no edge
             await trio.sleep(0.1)
             assert recv.statistics().current_buffer_used == 0
@@ -86,10 +88,10 @@ async def test_button_edges_from_a_foreign_thread(mock_factory) -> None:
             await nursery.start(panel.run, send, Holder(fixed(On())))
             before = trio.current_time()
             await trio.to_thread.run_sync(pin.drive_low)
-            pressed, at = await recv.receive()
-            assert pressed is True and before <= at <= trio.current_time()
+            edge = await recv.receive()
+            assert edge.pressed is True and before <= edge.at <= trio.current_time()
             await trio.to_thread.run_sync(pin.drive_high)
-            assert (await recv.receive())[0] is False
+            assert (await recv.receive()).pressed is False
             nursery.cancel_scope.cancel()
 
 
@@ -100,9 +102,9 @@ async def test_button_without_pull_up_is_pressed_when_high(mock_factory, autojum
         async with trio.open_nursery() as nursery:
             await nursery.start(panel.run, send, Holder(fixed(On())))
             mock_factory.pin(BUTTON).drive_high()
-            assert (await recv.receive())[0] is True
+            assert (await recv.receive()).pressed is True
             mock_factory.pin(BUTTON).drive_low()
-            assert (await recv.receive())[0] is False
+            assert (await recv.receive()).pressed is False
             nursery.cancel_scope.cancel()
 
 
@@ -117,7 +119,7 @@ async def test_a_full_edge_channel_drops_and_counts(mock_factory, autojump_clock
                 pin.drive_low()
                 pin.drive_high()
             await trio.sleep(0.01)  # let the run_sync_soon callbacks run
-            assert [recv.receive_nowait()[0] for _ in range(2)] == [True, False]
+            assert [recv.receive_nowait().pressed for _ in range(2)] == [True, False]
             assert panel.edges_dropped_total == 4
             nursery.cancel_scope.cancel()
 
@@ -136,14 +138,13 @@ async def test_edges_through_the_terminal_debounce(mock_factory, autojump_clock)
         while True:
             deadline = term.next_deadline()
             with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 60):
-                pressed, _at = await recv.receive()
-                commands.extend(term.button(pressed, trio.current_time()))
+                commands.extend(term.panel(await recv.receive()))
                 continue
             commands.extend(term.tick(trio.current_time()))
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            await nursery.start(panel.run, send, term.view)
+            await nursery.start(panel.run, send, (lambda: term.state().view))
             nursery.start_soon(consume)
             for _ in range(4):  # 5 ms chatter: shorter than the 30 ms debounce
                 pin.drive_low()
@@ -154,10 +155,10 @@ async def test_edges_through_the_terminal_debounce(mock_factory, autojump_clock)
             assert commands == []
             pin.drive_low()
             await trio.sleep(0.1)
-            assert term.turn and term.view().name == "listening"
+            assert term.state().turn and term.state().view.name == "listening"
             pin.drive_high()
             await trio.sleep(0.1)
-            assert not term.turn
+            assert not term.state().turn
             nursery.cancel_scope.cancel()
     kinds = [c.message["data"]["d"]["state"] for c in commands if hasattr(c, "message")]
     assert kinds == ["start", "stop"]
@@ -266,7 +267,7 @@ async def test_led_follows_terminal_changes_within_one_period(
     async def check(name: str) -> None:
         """From the change on, the LED matches the new pattern (restarted at the change) for a full period,
         allowing `lag` for the LED task to notice."""
-        view = term.view()
+        view = term.state().view
         assert view.name == name
         pattern = view.pattern
         t_change = trio.current_time()
@@ -283,7 +284,9 @@ async def test_led_follows_terminal_changes_within_one_period(
 
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            await nursery.start(panel.run, send, term.view, poke.wait if signalled else None)
+            await nursery.start(
+                panel.run, send, (lambda: term.state().view), poke.wait if signalled else None
+            )
             await check("starting")
             term.link(LinkStatus(LinkState.CONNECTING), trio.current_time())
             step()
@@ -291,16 +294,16 @@ async def test_led_follows_terminal_changes_within_one_period(
             term.link(LinkStatus(LinkState.READY), trio.current_time())
             step()
             await check("ready")
-            term.key(" ", trio.current_time())
+            term.panel(KeyPress(" ", trio.current_time()))
             step()
             await check("listening")
-            term.key(" ", trio.current_time())
+            term.panel(KeyPress(" ", trio.current_time()))
             step()
             await check("thinking")
             term.bot(BotStartedSpeaking(), trio.current_time())
             step()
             await check("speaking")
-            term.key("m", trio.current_time())
+            term.panel(KeyPress("m", trio.current_time()))
             step()
             await check("muted")
             term.audio_fault("playback", "gone", trio.current_time())

@@ -11,9 +11,11 @@ from functools import partial
 import pytest
 import trio
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
-from voiceterm.core.terminal import Quit, ReconnectNow, SendMessage, Terminal
+from voiceterm.core.terminal import Terminal
+from voiceterm.core.terminal_commands import Quit, ReconnectNow, SendMessage
+from voiceterm.core.terminal_inputs import KeyPress
 from voiceterm.io.keyboard import KeyParser, read_keys
 
 
@@ -43,13 +45,13 @@ async def test_pty_keys_arrive_and_the_terminal_mode_is_restored() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(partial(read_keys, send, fd=slave))
                 os.write(master, b" m")
-                assert [await recv.receive(), await recv.receive()] == [" ", "m"]
+                assert [(await recv.receive()).key, (await recv.receive()).key] == [" ", "m"]
                 during = termios.tcgetattr(slave)
                 assert not during[3] & termios.ICANON  # no line buffering: a key counts at once
                 assert not during[3] & termios.ECHO
                 assert during[3] & termios.ISIG  # Ctrl-C still stops the daemon
                 os.write(master, b"\x1b[Aq")
-                assert await recv.receive() == "q"
+                assert (await recv.receive()).key == "q"
                 nursery.cancel_scope.cancel()
         assert termios.tcgetattr(slave) == before
     finally:
@@ -66,7 +68,7 @@ async def test_a_pipe_is_read_to_its_end() -> None:
         send, recv = trio.open_memory_channel(16)
         with trio.fail_after(5):
             await read_keys(send, fd=r)
-            assert [k async for k in recv] == ["r", " ", "q"]  # and the channel was closed at EOF
+            assert [k.key async for k in recv] == ["r", " ", "q"]  # and the channel was closed at EOF
     finally:
         os.close(r)
         if w >= 0:
@@ -82,7 +84,7 @@ async def test_a_regular_file_or_dev_null_works_without_epoll(tmp_path) -> None:
             send, recv = trio.open_memory_channel(4)
             with trio.fail_after(5):
                 await read_keys(send, fd=fd)
-                got = [k async for k in recv]
+                got = [k.key async for k in recv]
             assert got == (["m"] if name == str(path) else [])
         finally:
             os.close(fd)
@@ -115,13 +117,13 @@ async def test_keys_drive_the_terminal_like_the_button(keys, want) -> None:
             await read_keys(send, fd=r)
             commands = []
             async for item in recv:
-                assert isinstance(item, str)
-                commands += term.key(item, trio.current_time())
+                assert isinstance(item, KeyPress) and item.at <= trio.current_time()
+                commands += term.panel(item)
     finally:
         os.close(r)
     if want == "start":
         assert isinstance(commands[0], SendMessage)
         assert commands[0].message["data"] == {"t": "push_to_talk", "d": {"state": "start"}}
-        assert term.view().name == "listening"
+        assert term.state().view.name == "listening"
     else:
         assert commands == [want]

@@ -8,12 +8,12 @@ import itertools
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from voiceterm.config import config_from_dict
+from voiceterm.config_load import config_from_dict
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import color_at, level_at
 from voiceterm.core.status import PRIORITY, STYLES, Conditions, resolve
 from voiceterm.io.gpio import Panel
-from voiceterm.protocol.rtvi import BotStartedSpeaking
+from voiceterm.protocol.rtvi_events import BotStartedSpeaking
 
 # The rule from DESIGN.md, written out as a table: (condition, status) highest first.
 RULE = [
@@ -54,25 +54,26 @@ def drive(link, muted, held, speaking, fault, thinking):
     """Bring a real Terminal into the combination through its inputs, in an order that makes each asked-for
     condition hold unless a higher-priority one forbids it (a held button while muted is no turn, say)."""
     from voiceterm.core.terminal import Terminal
+    from voiceterm.core.terminal_inputs import ButtonEdge, KeyPress
 
     term = Terminal(config_from_dict({}), 0.0)
     t = 1.0
     if link is not None:
         term.link(LinkStatus(LinkState.READY), t)
     if thinking and link is not None:
-        term.button(True, t)
+        term.panel(ButtonEdge(True, t))
         term.tick(t + 0.05)
-        term.button(False, t + 0.5)
+        term.panel(ButtonEdge(False, t + 0.5))
         term.tick(t + 0.6)
         t += 1.0
     if held:
-        term.button(True, t)
+        term.panel(ButtonEdge(True, t))
         term.tick(t + 0.05)
         t += 0.1
     if speaking:
         term.bot(BotStartedSpeaking(), t)
     if muted:
-        term.key("m", t)
+        term.panel(KeyPress("m", t))
     if fault:
         term.audio_fault("capture", "no such device", t)
     if link is not None and link is not LinkState.READY:
@@ -104,7 +105,7 @@ def test_the_table_is_complete() -> None:
 def test_the_highest_priority_condition_wins(combo, panels) -> None:
     factory, single, rgb = panels
     want = expected(*combo)
-    view = drive(*combo).view()
+    view = drive(*combo).state().view
     pattern, color = STYLES[want]
     assert (view.name, view.pattern, view.color) == (want, pattern, color)
     # the LED shows exactly that pattern, at its start and part-way through

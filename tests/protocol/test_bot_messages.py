@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_parse
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.twilio import TwilioSerializer
 
@@ -53,7 +53,7 @@ def test_which_servers_interrupt_with_user_started_speaking_alone(version, about
 
 
 def test_bot_output_keeps_the_2x_progress() -> None:
-    event = rtvi.parse_server_message(
+    event = rtvi_parse.parse_server_message(
         {
             "label": "rtvi-ai",
             "type": "bot-output",
@@ -65,7 +65,7 @@ def test_bot_output_keeps_the_2x_progress() -> None:
     )
     assert event.spoken_progress == {"accumulated_text": "Hi", "remaining_text": " there"}
     with pytest.raises(ProtocolError, match="spoken_progress"):
-        rtvi.parse_server_message(
+        rtvi_parse.parse_server_message(
             {"label": "rtvi-ai", "type": "bot-output", "data": {"text": "x", "spoken_progress": "half"}}
         )
 

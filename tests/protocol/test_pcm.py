@@ -1,4 +1,4 @@
-"""core.pcm: G.711 μ-law exact for every input, saturating gain, levels in dBFS, silence."""
+"""protocol.mulaw: G.711 μ-law exact for every input; core.pcm: saturating gain, levels in dBFS, silence."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from voiceterm.core.pcm import (
     DBFS_FLOOR,
     apply_gain_db,
     level_dbfs,
-    mulaw_decode,
-    mulaw_encode,
     scale,
     silence,
 )
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 
 ALL_SAMPLES = np.arange(-32768, 32768, dtype="<i2")
 ALL_CODES = bytes(range(256))

@@ -36,8 +36,8 @@ from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.utils.asyncio.task_manager import TaskManager
 
-from voiceterm.core.pcm import level_dbfs, mulaw_decode, mulaw_encode
-from voiceterm.protocol import rtvi
+from voiceterm.core.pcm import level_dbfs
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.events import (
     AudioChunk,
     Interruption,
@@ -45,6 +45,7 @@ from voiceterm.protocol.events import (
     TranscriptionEvent,
     TransportMessage,
 )
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
 
@@ -93,7 +94,7 @@ def test_our_event_types_are_pipecats_message_types():
             and typing.get_origin(fields["type"].annotation) is typing.Literal
         ):
             pipecat_types.update(typing.get_args(fields["type"].annotation))
-    ours = {cls.TYPE for cls in rtvi._EVENT_CLASSES}
+    ours = {cls.TYPE for cls in rtvi_events.EVENT_CLASSES}
     # Every type we parse is one pipecat sends (no typos); ServerResponse/BotReady etc. included.
     assert ours <= pipecat_types, ours - pipecat_types
 
@@ -188,7 +189,7 @@ def server_messages():
                     capabilities=BotCapabilities(audio_in=True, audio_out=True),
                 ),
             ),
-            rtvi.BotReady,
+            rtvi_events.BotReady,
             {
                 "id": "c0ffee00",
                 "version": RTVI.PROTOCOL_VERSION,
@@ -198,43 +199,47 @@ def server_messages():
         ),
         (
             RTVI.Error(data=RTVI.ErrorData(error="LLM down", fatal=True)),
-            rtvi.ServerError,
+            rtvi_events.ServerError,
             {"error": "LLM down", "fatal": True},
         ),
         (
             RTVI.ErrorResponse(id="1", data=RTVI.ErrorResponseData(error="Unsupported type x")),
-            rtvi.ErrorResponse,
+            rtvi_events.ErrorResponse,
             {"id": "1", "error": "Unsupported type x"},
         ),
         (
             RTVI.ServerResponse(id="2", data=RTVI.RawServerResponseData(t="vol", d={"v": 3})),
-            rtvi.ServerResponse,
+            rtvi_events.ServerResponse,
             {"id": "2", "t": "vol", "d": {"v": 3}},
         ),
-        (RTVI.ServerMessage(data={"hello": "device"}), rtvi.ServerMessage, {"data": {"hello": "device"}}),
-        (RTVI.UserStartedSpeakingMessage(), rtvi.UserStartedSpeaking, {}),
-        (RTVI.UserStoppedSpeakingMessage(), rtvi.UserStoppedSpeaking, {}),
-        (RTVI.BotStartedSpeakingMessage(), rtvi.BotStartedSpeaking, {}),
-        (RTVI.BotStoppedSpeakingMessage(), rtvi.BotStoppedSpeaking, {}),
-        (RTVI.BotInterruptedMessage(), rtvi.BotInterrupted, {}),
-        (RTVI.UserMuteStartedMessage(), rtvi.UserMuteStarted, {}),
-        (RTVI.UserMuteStoppedMessage(), rtvi.UserMuteStopped, {}),
-        (RTVI.BotLLMStartedMessage(), rtvi.BotLLMStarted, {}),
-        (RTVI.BotLLMStoppedMessage(), rtvi.BotLLMStopped, {}),
-        (RTVI.BotTTSStartedMessage(), rtvi.BotTTSStarted, {}),
-        (RTVI.BotTTSStoppedMessage(), rtvi.BotTTSStopped, {}),
+        (
+            RTVI.ServerMessage(data={"hello": "device"}),
+            rtvi_events.ServerMessage,
+            {"data": {"hello": "device"}},
+        ),
+        (RTVI.UserStartedSpeakingMessage(), rtvi_events.UserStartedSpeaking, {}),
+        (RTVI.UserStoppedSpeakingMessage(), rtvi_events.UserStoppedSpeaking, {}),
+        (RTVI.BotStartedSpeakingMessage(), rtvi_events.BotStartedSpeaking, {}),
+        (RTVI.BotStoppedSpeakingMessage(), rtvi_events.BotStoppedSpeaking, {}),
+        (RTVI.BotInterruptedMessage(), rtvi_events.BotInterrupted, {}),
+        (RTVI.UserMuteStartedMessage(), rtvi_events.UserMuteStarted, {}),
+        (RTVI.UserMuteStoppedMessage(), rtvi_events.UserMuteStopped, {}),
+        (RTVI.BotLLMStartedMessage(), rtvi_events.BotLLMStarted, {}),
+        (RTVI.BotLLMStoppedMessage(), rtvi_events.BotLLMStopped, {}),
+        (RTVI.BotTTSStartedMessage(), rtvi_events.BotTTSStarted, {}),
+        (RTVI.BotTTSStoppedMessage(), rtvi_events.BotTTSStopped, {}),
         (
             RTVI.UserTranscriptionMessage(
                 data=RTVI.UserTranscriptionMessageData(text="hi", user_id="u", timestamp="t", final=False)
             ),
-            rtvi.UserTranscription,
+            rtvi_events.UserTranscription,
             {"text": "hi", "user_id": "u", "timestamp": "t", "final": False},
         ),
         (
             RTVI.STTRawTextMessage(
                 data=RTVI.STTRawTextMessageData(text="hi", user_id="u", timestamp="t", final=True)
             ),
-            rtvi.STTRawText,
+            rtvi_events.STTRawText,
             {"text": "hi", "final": True},
         ),
         (
@@ -243,7 +248,7 @@ def server_messages():
                     text="hi", input_type="chat", timestamp="t", final=True, msg_id="m1"
                 )
             ),
-            rtvi.UserInput,
+            rtvi_events.UserInput,
             {"text": "hi", "input_type": "chat", "msg_id": "m1", "user_id": None},
         ),
         (
@@ -256,7 +261,7 @@ def server_messages():
                     spoken_status="new",
                 )
             ),
-            rtvi.BotOutput,
+            rtvi_events.BotOutput,
             {
                 "text": "Sunny.",
                 "output_type": "sentence",
@@ -265,32 +270,44 @@ def server_messages():
                 "spoken_status": "new",
             },
         ),
-        (RTVI.BotLLMTextMessage(data=RTVI.TextMessageData(text="Sun")), rtvi.BotLLMText, {"text": "Sun"}),
-        (RTVI.BotTTSTextMessage(data=RTVI.TextMessageData(text="Sunny")), rtvi.BotTTSText, {"text": "Sunny"}),
         (
-            RTVI.BotTranscriptionMessage(data=RTVI.TextMessageData(text="Sunny")),
-            rtvi.BotTranscription,
+            RTVI.BotLLMTextMessage(data=RTVI.TextMessageData(text="Sun")),
+            rtvi_events.BotLLMText,
+            {"text": "Sun"},
+        ),
+        (
+            RTVI.BotTTSTextMessage(data=RTVI.TextMessageData(text="Sunny")),
+            rtvi_events.BotTTSText,
             {"text": "Sunny"},
         ),
-        (RTVI.UserLLMTextMessage(data=RTVI.TextMessageData(text="q")), rtvi.UserLLMText, {"text": "q"}),
-        (RTVI.LLMRawTextMessage(data=RTVI.TextMessageData(text="q")), rtvi.LLMRawText, {"text": "q"}),
-        (RTVI.TTSRawTextMessage(data=RTVI.TextMessageData(text="q")), rtvi.TTSRawText, {"text": "q"}),
-        (RTVI.MetricsMessage(data={"ttfb": [{"processor": "llm", "value": 0.31}]}), rtvi.Metrics, {}),
+        (
+            RTVI.BotTranscriptionMessage(data=RTVI.TextMessageData(text="Sunny")),
+            rtvi_events.BotTranscription,
+            {"text": "Sunny"},
+        ),
+        (
+            RTVI.UserLLMTextMessage(data=RTVI.TextMessageData(text="q")),
+            rtvi_events.UserLLMText,
+            {"text": "q"},
+        ),
+        (RTVI.LLMRawTextMessage(data=RTVI.TextMessageData(text="q")), rtvi_events.LLMRawText, {"text": "q"}),
+        (RTVI.TTSRawTextMessage(data=RTVI.TextMessageData(text="q")), rtvi_events.TTSRawText, {"text": "q"}),
+        (RTVI.MetricsMessage(data={"ttfb": [{"processor": "llm", "value": 0.31}]}), rtvi_events.Metrics, {}),
         (
             RTVI.BotAudioLevelMessage(data=RTVI.AudioLevelMessageData(value=0.25)),
-            rtvi.BotAudioLevel,
+            rtvi_events.BotAudioLevel,
             {"value": 0.25},
         ),
         (
             RTVI.UserAudioLevelMessage(data=RTVI.AudioLevelMessageData(value=0.5)),
-            rtvi.UserAudioLevel,
+            rtvi_events.UserAudioLevel,
             {"value": 0.5},
         ),
         (
             RTVI.LLMFunctionCallStartMessage(
                 data=RTVI.LLMFunctionCallStartMessageData(function_name="weather")
             ),
-            rtvi.LLMFunctionCallStarted,
+            rtvi_events.LLMFunctionCallStarted,
             {"function_name": "weather"},
         ),
         (
@@ -299,7 +316,7 @@ def server_messages():
                     tool_call_id="t1", function_name="weather", arguments={"city": "Lisbon"}
                 )
             ),
-            rtvi.LLMFunctionCallInProgress,
+            rtvi_events.LLMFunctionCallInProgress,
             {"tool_call_id": "t1", "function_name": "weather", "arguments": {"city": "Lisbon"}},
         ),
         (
@@ -308,7 +325,7 @@ def server_messages():
                     tool_call_id="t1", cancelled=False, result={"t": 21}
                 )
             ),
-            rtvi.LLMFunctionCallStopped,
+            rtvi_events.LLMFunctionCallStopped,
             {"tool_call_id": "t1", "cancelled": False, "result": {"t": 21}},
         ),
     ]

@@ -19,7 +19,7 @@ from voiceterm.protocol.events import (
     TransportMessage,
 )
 from voiceterm.protocol.protobuf import ProtobufSerializer
-from voiceterm.protocol.rtvi import BotInterrupted, BotReady
+from voiceterm.protocol.rtvi_events import BotInterrupted, BotReady
 
 from .test_rtvi import json_values
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voiceterm import __version__
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events, rtvi_parse
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import RTVIEvent, TransportMessage
 
@@ -113,21 +113,21 @@ def server(msg_type: str, data: object = None, **extra: object) -> dict:
 
 
 def test_bot_ready():
-    ev = rtvi.parse_server_message(
+    ev = rtvi_parse.parse_server_message(
         server(
             "bot-ready",
             {"version": "2.2.0", "about": {"library": "pipecat-ai"}, "capabilities": {"audio_out": True}},
             id="abcd1234",
         )
     )
-    assert isinstance(ev, rtvi.BotReady)
+    assert isinstance(ev, rtvi_events.BotReady)
     assert ev.type == "bot-ready" and ev.id == "abcd1234"
     assert ev.version == "2.2.0"
     assert ev.about == {"library": "pipecat-ai"}
     assert ev.capabilities == {"audio_out": True}
     # Older servers send no capabilities: a default, not an error.
-    old = rtvi.parse_server_message(server("bot-ready", {"version": "1.0.0"}, id="x"))
-    assert isinstance(old, rtvi.BotReady) and old.capabilities is None and old.about is None
+    old = rtvi_parse.parse_server_message(server("bot-ready", {"version": "1.0.0"}, id="x"))
+    assert isinstance(old, rtvi_events.BotReady) and old.capabilities is None and old.about is None
 
 
 @pytest.mark.parametrize(
@@ -135,46 +135,46 @@ def test_bot_ready():
     [
         (
             server("error", {"error": "boom", "fatal": True}),
-            rtvi.ServerError,
+            rtvi_events.ServerError,
             {"error": "boom", "fatal": True},
         ),
         (
             server("error-response", {"error": "nope"}, id="i1"),
-            rtvi.ErrorResponse,
+            rtvi_events.ErrorResponse,
             {"error": "nope", "id": "i1"},
         ),
         (
             server("server-response", {"t": "vol", "d": [1]}, id="i2"),
-            rtvi.ServerResponse,
+            rtvi_events.ServerResponse,
             {"t": "vol", "d": [1]},
         ),
-        (server("server-message", {"anything": 1}), rtvi.ServerMessage, {"data": {"anything": 1}}),
-        (server("user-started-speaking"), rtvi.UserStartedSpeaking, {"data": None}),
-        (server("user-stopped-speaking"), rtvi.UserStoppedSpeaking, {}),
-        (server("bot-started-speaking"), rtvi.BotStartedSpeaking, {}),
-        (server("bot-stopped-speaking"), rtvi.BotStoppedSpeaking, {}),
-        (server("bot-interrupted"), rtvi.BotInterrupted, {}),
-        (server("vad-user-started-speaking"), rtvi.VADUserStartedSpeaking, {}),
-        (server("vad-user-stopped-speaking"), rtvi.VADUserStoppedSpeaking, {}),
-        (server("user-mute-started"), rtvi.UserMuteStarted, {}),
-        (server("user-mute-stopped"), rtvi.UserMuteStopped, {}),
-        (server("bot-llm-started"), rtvi.BotLLMStarted, {}),
-        (server("bot-llm-stopped"), rtvi.BotLLMStopped, {}),
-        (server("bot-tts-started"), rtvi.BotTTSStarted, {}),
-        (server("bot-tts-stopped"), rtvi.BotTTSStopped, {}),
+        (server("server-message", {"anything": 1}), rtvi_events.ServerMessage, {"data": {"anything": 1}}),
+        (server("user-started-speaking"), rtvi_events.UserStartedSpeaking, {"data": None}),
+        (server("user-stopped-speaking"), rtvi_events.UserStoppedSpeaking, {}),
+        (server("bot-started-speaking"), rtvi_events.BotStartedSpeaking, {}),
+        (server("bot-stopped-speaking"), rtvi_events.BotStoppedSpeaking, {}),
+        (server("bot-interrupted"), rtvi_events.BotInterrupted, {}),
+        (server("vad-user-started-speaking"), rtvi_events.VADUserStartedSpeaking, {}),
+        (server("vad-user-stopped-speaking"), rtvi_events.VADUserStoppedSpeaking, {}),
+        (server("user-mute-started"), rtvi_events.UserMuteStarted, {}),
+        (server("user-mute-stopped"), rtvi_events.UserMuteStopped, {}),
+        (server("bot-llm-started"), rtvi_events.BotLLMStarted, {}),
+        (server("bot-llm-stopped"), rtvi_events.BotLLMStopped, {}),
+        (server("bot-tts-started"), rtvi_events.BotTTSStarted, {}),
+        (server("bot-tts-stopped"), rtvi_events.BotTTSStopped, {}),
         (
             server("user-transcription", {"text": "hi", "user_id": "u", "timestamp": "t", "final": False}),
-            rtvi.UserTranscription,
+            rtvi_events.UserTranscription,
             {"text": "hi", "user_id": "u", "timestamp": "t", "final": False},
         ),
         (
             server("stt-raw-text", {"text": "hi", "user_id": "u", "timestamp": "t", "final": True}),
-            rtvi.STTRawText,
+            rtvi_events.STTRawText,
             {"text": "hi", "final": True},
         ),
         (
             server("user-input", {"text": "hi", "input_type": "chat", "timestamp": "t", "final": True}),
-            rtvi.UserInput,
+            rtvi_events.UserInput,
             {"text": "hi", "input_type": "chat", "user_id": None},
         ),
         (
@@ -182,42 +182,46 @@ def test_bot_ready():
                 "bot-output",
                 {"text": "Hello.", "output_type": "sentence", "will_be_spoken": True, "spoken_status": "new"},
             ),
-            rtvi.BotOutput,
+            rtvi_events.BotOutput,
             {"text": "Hello.", "output_type": "sentence", "will_be_spoken": True, "spoken_status": "new"},
         ),
-        (server("bot-llm-text", {"text": "He"}), rtvi.BotLLMText, {"text": "He"}),
-        (server("bot-tts-text", {"text": "Hello"}), rtvi.BotTTSText, {"text": "Hello"}),
-        (server("bot-transcription", {"text": "Hello"}), rtvi.BotTranscription, {"text": "Hello"}),
-        (server("user-llm-text", {"text": "q"}), rtvi.UserLLMText, {"text": "q"}),
-        (server("llm-raw-text", {"text": "q"}), rtvi.LLMRawText, {"text": "q"}),
-        (server("tts-raw-text", {"text": "q"}), rtvi.TTSRawText, {"text": "q"}),
-        (server("metrics", {"ttfb": [{"value": 0.2}]}), rtvi.Metrics, {"data": {"ttfb": [{"value": 0.2}]}}),
-        (server("user-audio-level", {"value": 0.5}), rtvi.UserAudioLevel, {"value": 0.5}),
-        (server("bot-audio-level", {"value": 1}), rtvi.BotAudioLevel, {"value": 1}),
+        (server("bot-llm-text", {"text": "He"}), rtvi_events.BotLLMText, {"text": "He"}),
+        (server("bot-tts-text", {"text": "Hello"}), rtvi_events.BotTTSText, {"text": "Hello"}),
+        (server("bot-transcription", {"text": "Hello"}), rtvi_events.BotTranscription, {"text": "Hello"}),
+        (server("user-llm-text", {"text": "q"}), rtvi_events.UserLLMText, {"text": "q"}),
+        (server("llm-raw-text", {"text": "q"}), rtvi_events.LLMRawText, {"text": "q"}),
+        (server("tts-raw-text", {"text": "q"}), rtvi_events.TTSRawText, {"text": "q"}),
+        (
+            server("metrics", {"ttfb": [{"value": 0.2}]}),
+            rtvi_events.Metrics,
+            {"data": {"ttfb": [{"value": 0.2}]}},
+        ),
+        (server("user-audio-level", {"value": 0.5}), rtvi_events.UserAudioLevel, {"value": 0.5}),
+        (server("bot-audio-level", {"value": 1}), rtvi_events.BotAudioLevel, {"value": 1}),
         (
             server("llm-function-call", {"function_name": "f", "tool_call_id": "c", "args": {"x": 1}}),
-            rtvi.LLMFunctionCall,
+            rtvi_events.LLMFunctionCall,
             {"function_name": "f", "tool_call_id": "c", "args": {"x": 1}},
         ),
         (
             server("llm-function-call-started", {"function_name": "f"}),
-            rtvi.LLMFunctionCallStarted,
+            rtvi_events.LLMFunctionCallStarted,
             {"function_name": "f"},
         ),
         (
             server("llm-function-call-in-progress", {"tool_call_id": "c", "arguments": {}}),
-            rtvi.LLMFunctionCallInProgress,
+            rtvi_events.LLMFunctionCallInProgress,
             {"tool_call_id": "c", "function_name": None, "arguments": {}},
         ),
         (
             server("llm-function-call-stopped", {"tool_call_id": "c", "cancelled": False, "result": [1, 2]}),
-            rtvi.LLMFunctionCallStopped,
+            rtvi_events.LLMFunctionCallStopped,
             {"tool_call_id": "c", "cancelled": False, "result": [1, 2]},
         ),
     ],
 )
 def test_typed_events(msg, cls, fields):
-    ev = rtvi.parse_server_message(msg)
+    ev = rtvi_parse.parse_server_message(msg)
     assert type(ev) is cls
     assert ev.type == msg["type"]
     assert ev.data == msg.get("data")
@@ -226,10 +230,10 @@ def test_typed_events(msg, cls, fields):
 
 
 def test_every_typed_class_is_reachable_by_its_type():
-    for cls in rtvi._EVENT_CLASSES:
+    for cls in rtvi_events.EVENT_CLASSES:
         assert issubclass(cls, RTVIEvent)
         assert dataclasses.is_dataclass(cls)
-        ev = rtvi.parse_server_message(server(cls.TYPE))
+        ev = rtvi_parse.parse_server_message(server(cls.TYPE))
         assert type(ev) is cls
         assert cls() == ev  # every field has a default: events are easy to build in tests
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -237,18 +241,18 @@ def test_every_typed_class_is_reachable_by_its_type():
 
 
 def test_unknown_type_is_a_plain_event_and_extra_fields_are_kept():
-    ev = rtvi.parse_server_message(server("bot-llm-marker", {"text": "x"}, id="7"))
+    ev = rtvi_parse.parse_server_message(server("bot-llm-marker", {"text": "x"}, id="7"))
     assert type(ev) is RTVIEvent
     assert (ev.type, ev.id, ev.data) == ("bot-llm-marker", "7", {"text": "x"})
-    ev = rtvi.parse_server_message(server("bot-llm-text", {"text": "x", "new_field": [1]}))
-    assert isinstance(ev, rtvi.BotLLMText) and ev.data == {"text": "x", "new_field": [1]}
+    ev = rtvi_parse.parse_server_message(server("bot-llm-text", {"text": "x", "new_field": [1]}))
+    assert isinstance(ev, rtvi_events.BotLLMText) and ev.data == {"text": "x", "new_field": [1]}
 
 
 @pytest.mark.parametrize(
     "obj", [None, 3, "text", [1, 2], {"event": "media"}, {"label": "other", "type": "x"}]
 )
 def test_non_rtvi_values_are_transport_messages(obj):
-    assert rtvi.parse_server_message(obj) == TransportMessage(obj)
+    assert rtvi_parse.parse_server_message(obj) == TransportMessage(obj)
 
 
 @pytest.mark.parametrize(
@@ -272,21 +276,21 @@ def test_non_rtvi_values_are_transport_messages(obj):
 )
 def test_malformed_rtvi_raises_protocol_error(obj, match):
     with pytest.raises(ProtocolError, match=match) as info:
-        rtvi.parse_server_message(obj)
+        rtvi_parse.parse_server_message(obj)
     assert len(str(info.value)) < 200
 
 
 @given(json_values)
 def test_parse_server_message_only_raises_protocol_error(value):
     try:
-        ev = rtvi.parse_server_message(value)
+        ev = rtvi_parse.parse_server_message(value)
     except ProtocolError:
         return
     assert isinstance(ev, (RTVIEvent, TransportMessage))
 
 
 @given(
-    st.sampled_from(sorted(rtvi._BY_TYPE)),
+    st.sampled_from(sorted(rtvi_parse.BY_TYPE)),
     st.one_of(st.none(), st.text(max_size=5), st.integers()),
     st.one_of(
         json_values, st.dictionaries(st.sampled_from(["text", "final", "value", "about", "t"]), json_values)
@@ -295,7 +299,7 @@ def test_parse_server_message_only_raises_protocol_error(value):
 def test_parse_rtvi_envelopes_with_arbitrary_data(msg_type, msg_id, data):
     obj = {"label": "rtvi-ai", "type": msg_type, "id": msg_id, "data": data}
     try:
-        ev = rtvi.parse_server_message(obj)
+        ev = rtvi_parse.parse_server_message(obj)
     except ProtocolError:
         return
     assert ev.type == msg_type and ev.data == data

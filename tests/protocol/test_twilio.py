@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voiceterm.core.pcm import mulaw_decode, mulaw_encode
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Interruption, TransportMessage
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 from voiceterm.protocol.twilio import TwilioSerializer
 
 from .test_rtvi import json_values

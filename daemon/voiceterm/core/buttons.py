@@ -164,13 +164,25 @@ class ModeMachine:
         mode: Literal["hold", "toggle", "always-on"],
         long_press_action: Literal["mute", "reconnect", "none"],
         barge_in: bool,
+        *,
+        press: str | None = None,
     ) -> None:
         self.mode = mode
         self.long_press_action = long_press_action
         self.barge_in = barge_in
         # What the current press is: "turn" (its release ends the turn), "pending" (toggle: tap or long?),
         # "armed" (only a long press does something), "consumed" (nothing more to do), None (up).
-        self.press: str | None = None
+        self.press: str | None = press
+
+    def reconfigured(
+        self,
+        mode: Literal["hold", "toggle", "always-on"],
+        long_press_action: Literal["mute", "reconnect", "none"],
+        barge_in: bool,
+    ) -> ModeMachine:
+        """The machine for new settings (a reload). A press in progress keeps its meaning when the mode stays
+        (its release still ends the turn it opened); a new mode starts from no press."""
+        return ModeMachine(mode, long_press_action, barge_in, press=self.press if mode == self.mode else None)
 
     def _can_start(self, ctx: PressContext) -> bool:
         return ctx.can_talk and (self.barge_in or not ctx.bot_audible)

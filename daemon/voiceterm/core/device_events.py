@@ -3,22 +3,20 @@
 Each event is a frozen dataclass whose ``NAME`` is the ``"event"`` of its JSON line. They mirror the browser
 ``PipecatClient`` callbacks (onConnected → ``connected``, onUserTranscript → ``user-transcript``, onBotOutput →
 ``bot-output`` ...) and add the device's own (button, mute, LED, audio faults, reconnect attempts, drops).
-This module also turns what the daemon already sees into events: bot events (``from_bot``), link status
-changes (``from_link_status``) and changes of the terminal's observable state (``observe`` + ``diff``). No
-I/O: the trio shell publishes what these functions return.
+
+Naming: an event that relays a message of the bot is called like the browser's callback for it, ``On`` and
+the message (``OnBotReady`` relays RTVI ``bot-ready``, the class `protocol.rtvi_events.BotReady`): one name,
+one thing. The device's own events have plain names (``Button``, ``Led``, ``Connected``). What the daemon
+sees becomes these events in `core/stream_reporter.py`; the trio shell publishes them from one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from voiceterm import safejson
-from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.masking import scrub_known
-from voiceterm.protocol import rtvi
-from voiceterm.protocol.events import Interruption, TextFrameEvent, TranscriptionEvent, TransportMessage
 
 # A JSON line longer than this is cut down to its event name and a `truncated` flag: a subscriber reads
 # lines, and a server-chosen 1 MiB metrics blob must not cost every subscriber's queue that much memory.
@@ -77,7 +75,7 @@ class ReconnectAttempt(DeviceEvent):
 
 
 @_event("bot-ready")
-class BotReady(DeviceEvent):
+class OnBotReady(DeviceEvent):
     version: str
     about: dict[str, Any] | None = None
 
@@ -86,34 +84,34 @@ class BotReady(DeviceEvent):
 
 
 @_event("user-started-speaking")
-class UserStartedSpeaking(DeviceEvent):
+class OnUserStartedSpeaking(DeviceEvent):
     pass
 
 
 @_event("user-stopped-speaking")
-class UserStoppedSpeaking(DeviceEvent):
+class OnUserStoppedSpeaking(DeviceEvent):
     pass
 
 
 @_event("bot-started-speaking")
-class BotStartedSpeaking(DeviceEvent):
+class OnBotStartedSpeaking(DeviceEvent):
     pass
 
 
 @_event("bot-stopped-speaking")
-class BotStoppedSpeaking(DeviceEvent):
+class OnBotStoppedSpeaking(DeviceEvent):
     pass
 
 
 @_event("bot-interrupted")
-class BotInterrupted(DeviceEvent):
+class OnBotInterrupted(DeviceEvent):
     """RTVI bot-interrupted, a protocol interruption frame, or a Twilio ``clear``: `via` says which."""
 
     via: str = "rtvi"
 
 
 @_event("user-transcript")
-class UserTranscript(DeviceEvent):
+class OnUserTranscript(DeviceEvent):
     text: str
     final: bool = True
     user_id: str = ""
@@ -121,14 +119,14 @@ class UserTranscript(DeviceEvent):
 
 
 @_event("user-input")
-class UserInput(DeviceEvent):
+class OnUserInput(DeviceEvent):
     text: str
     input_type: str = ""
     final: bool = True
 
 
 @_event("bot-output")
-class BotOutput(DeviceEvent):
+class OnBotOutput(DeviceEvent):
     """What the bot says or shows (RTVI 2.x): `spoken_status` "new" / "in-progress" / "completed" for text that
     `will_be_spoken`, and `spoken_progress` ({accumulated_text, remaining_text}) word by word."""
 
@@ -141,57 +139,57 @@ class BotOutput(DeviceEvent):
 
 
 @_event("bot-transcript")
-class BotTranscript(DeviceEvent):
+class OnBotTranscript(DeviceEvent):
     text: str
 
 
 @_event("bot-llm-text")
-class BotLlmText(DeviceEvent):
+class OnBotLlmText(DeviceEvent):
     text: str
 
 
 @_event("bot-tts-text")
-class BotTtsText(DeviceEvent):
+class OnBotTtsText(DeviceEvent):
     text: str
 
 
 @_event("bot-llm-started")
-class BotLlmStarted(DeviceEvent):
+class OnBotLlmStarted(DeviceEvent):
     pass
 
 
 @_event("bot-llm-stopped")
-class BotLlmStopped(DeviceEvent):
+class OnBotLlmStopped(DeviceEvent):
     pass
 
 
 @_event("bot-tts-started")
-class BotTtsStarted(DeviceEvent):
+class OnBotTtsStarted(DeviceEvent):
     pass
 
 
 @_event("bot-tts-stopped")
-class BotTtsStopped(DeviceEvent):
+class OnBotTtsStopped(DeviceEvent):
     pass
 
 
 @_event("user-mute-started")
-class UserMuteStarted(DeviceEvent):
+class OnUserMuteStarted(DeviceEvent):
     """The bot's own user-mute strategy started ignoring the user (not the device's mute)."""
 
 
 @_event("user-mute-stopped")
-class UserMuteStopped(DeviceEvent):
+class OnUserMuteStopped(DeviceEvent):
     pass
 
 
 @_event("server-message")
-class ServerMessage(DeviceEvent):
+class OnServerMessage(DeviceEvent):
     data: Any
 
 
 @_event("server-response")
-class ServerResponse(DeviceEvent):
+class OnServerResponse(DeviceEvent):
     """The bot's answer to a client-message; `id` is that message's id (the `request` command's reply)."""
 
     t: str
@@ -200,7 +198,7 @@ class ServerResponse(DeviceEvent):
 
 
 @_event("error")
-class Error(DeviceEvent):
+class OnError(DeviceEvent):
     """The bot reported a pipeline error; `fatal` means its pipeline stopped."""
 
     message: str
@@ -208,7 +206,7 @@ class Error(DeviceEvent):
 
 
 @_event("message-error")
-class MessageError(DeviceEvent):
+class OnMessageError(DeviceEvent):
     """The bot refused one message of ours (RTVI error-response); `id` is that message's id."""
 
     message: str
@@ -216,33 +214,33 @@ class MessageError(DeviceEvent):
 
 
 @_event("metrics")
-class Metrics(DeviceEvent):
+class OnMetrics(DeviceEvent):
     data: Any
 
 
 @_event("llm-function-call")
-class LlmFunctionCall(DeviceEvent):
+class OnLlmFunctionCall(DeviceEvent):
     function_name: str
     tool_call_id: str
     args: dict[str, Any] | None
 
 
 @_event("bot-text")
-class BotText(DeviceEvent):
+class OnBotText(DeviceEvent):
     """A protobuf text frame from the bot."""
 
     text: str
 
 
 @_event("app-message")
-class AppMessage(DeviceEvent):
+class OnAppMessage(DeviceEvent):
     """A JSON message from the bot that is not RTVI."""
 
     data: Any
 
 
 @_event("rtvi-message")
-class RtviMessage(DeviceEvent):
+class OnRtviMessage(DeviceEvent):
     """Any other RTVI server message (function-call progress, audio levels, types newer than us)."""
 
     type: str
@@ -364,158 +362,6 @@ class Drops(DeviceEvent):
     counters: dict[str, int]
 
 
-# --- translation -----------------------------------------------------------------------------------------
-
-_SIMPLE: dict[type, type[DeviceEvent]] = {
-    rtvi.UserStartedSpeaking: UserStartedSpeaking,
-    rtvi.UserStoppedSpeaking: UserStoppedSpeaking,
-    rtvi.BotStartedSpeaking: BotStartedSpeaking,
-    rtvi.BotStoppedSpeaking: BotStoppedSpeaking,
-    rtvi.BotInterrupted: BotInterrupted,
-    rtvi.BotLLMStarted: BotLlmStarted,
-    rtvi.BotLLMStopped: BotLlmStopped,
-    rtvi.BotTTSStarted: BotTtsStarted,
-    rtvi.BotTTSStopped: BotTtsStopped,
-    rtvi.UserMuteStarted: UserMuteStarted,
-    rtvi.UserMuteStopped: UserMuteStopped,
-}
-
-_TEXT: dict[type, type[DeviceEvent]] = {
-    rtvi.BotTranscription: BotTranscript,
-    rtvi.BotLLMText: BotLlmText,
-    rtvi.BotTTSText: BotTtsText,
-}
-
-
-def from_bot(event: object) -> DeviceEvent | None:
-    """The stream event for one event decoded from the bot; None for audio and link-internal events."""
-    kind = type(event)
-    simple = _SIMPLE.get(kind)
-    if simple is not None:
-        return simple()
-    text = _TEXT.get(kind)
-    if text is not None:
-        return text(event.text)  # type: ignore[attr-defined,call-arg]
-    if isinstance(event, rtvi.BotReady):
-        return BotReady(event.version, event.about)
-    if isinstance(event, rtvi.UserTranscription):
-        return UserTranscript(event.text, event.final, event.user_id, event.timestamp)
-    if isinstance(event, rtvi.UserInput):
-        return UserInput(event.text, event.input_type, event.final)
-    if isinstance(event, rtvi.BotOutput):
-        return BotOutput(
-            event.text,
-            event.output_type,
-            event.segment_id,
-            event.will_be_spoken,
-            event.spoken_status,
-            event.spoken_progress,
-        )
-    if isinstance(event, rtvi.ServerMessage):
-        return ServerMessage(event.data)
-    if isinstance(event, rtvi.ServerResponse):
-        return ServerResponse(event.t, event.d, event.id)
-    if isinstance(event, rtvi.ServerError):
-        return Error(event.error, event.fatal)
-    if isinstance(event, rtvi.ErrorResponse):
-        return MessageError(event.error, event.id)
-    if isinstance(event, rtvi.Metrics):
-        return Metrics(event.data)
-    if isinstance(event, rtvi.LLMFunctionCall):
-        return LlmFunctionCall(event.function_name, event.tool_call_id, event.args)
-    if isinstance(event, rtvi.RTVIEvent):
-        return RtviMessage(event.type, event.data)
-    if isinstance(event, Interruption):
-        return BotInterrupted(via="interruption-frame")
-    if isinstance(event, TranscriptionEvent):
-        return UserTranscript(event.text, True, event.user_id, event.timestamp)
-    if isinstance(event, TextFrameEvent):
-        return BotText(event.text)
-    if isinstance(event, TransportMessage):
-        return AppMessage(event.data)
-    return None
-
-
-def from_link_status(previous: LinkStatus | None, status: LinkStatus) -> list[DeviceEvent]:
-    """Events for one link status change: the state change itself, and a reconnect attempt when backing off."""
-    if previous is not None and previous.state is status.state and previous.attempt == status.attempt:
-        return []
-    out: list[DeviceEvent] = [
-        TransportStateChanged(
-            status.state.value,
-            previous.state.value if previous is not None else None,
-            status.attempt,
-            status.last_error,
-        )
-    ]
-    if status.state is LinkState.BACKING_OFF:
-        delay = status.retry_in if status.retry_in is not None else 0.0
-        out.append(ReconnectAttempt(status.attempt, round(delay, 3), status.last_error))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """The terminal's state a subscriber can see, compared before and after each input."""
-
-    button_pressed: bool = False
-    muted: bool = False
-    turn: bool = False
-    status: str | None = None
-    pattern: str = ""
-    color: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    text: str = ""
-    faults: tuple[tuple[str, str], ...] = ()
-
-
-def diff(before: Observed, after: Observed, source: str) -> list[DeviceEvent]:
-    """What changed between two observations, as events in the order a person would tell it:
-    the button, the mute, the turn, the faults, then the LED that shows the result."""
-    out: list[DeviceEvent] = []
-    if after.button_pressed != before.button_pressed:
-        out.append(Button(after.button_pressed))
-        # A press is recognised when its debounce time has passed, by a timer: it is still the button's doing.
-        source = "button"
-    if after.muted != before.muted:
-        out.append(MuteChanged(after.muted))
-    if after.turn != before.turn:
-        out.append(TurnStarted(source) if after.turn else TurnEnded(source))
-    if after.faults != before.faults:
-        old, new = dict(before.faults), dict(after.faults)
-        for device in sorted(old.keys() | new.keys()):
-            if old.get(device) != new.get(device):
-                out.append(AudioFault(device, new.get(device)))
-    if after.status != before.status and after.status is not None:
-        out.append(Led(after.status, before.status, after.pattern, after.color, after.text))
-    return out
-
-
-# Counters (dotted paths into the daemon's status snapshot) whose growth is a `drops` event.
-DROP_COUNTERS: tuple[str, ...] = (
-    "link.dropped_outgoing_audio_total",
-    "link.dropped_messages_total",
-    "link.dropped_incoming_total",
-    "audio.capture.overruns_total",
-    "audio.capture.dropped_total",
-    "audio.playback.dropped_frames_total",
-    "audio.playback.xruns_total",
-    "daemon.stale_bot_audio_frames_total",
-    "events.subscribers_dropped_total",
-)
-
-
-def drop_counters(snapshot: Mapping[str, Any]) -> dict[str, int]:
-    """The DROP_COUNTERS found in a status snapshot, keyed by their dotted path."""
-    out: dict[str, int] = {}
-    for path in DROP_COUNTERS:
-        value: Any = snapshot
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        if isinstance(value, int) and not isinstance(value, bool):
-            out[path] = value
-    return out
-
-
 def encode(event: DeviceEvent, *, ts: float, seq: int) -> bytes:
     """One line of strict UTF-8 JSON: ``{"event": NAME, "ts": unix seconds, "seq": n, ...payload}``.
 
@@ -552,59 +398,53 @@ EVENT_NAMES: frozenset[str] = frozenset(
 ) - {""}
 
 __all__ = [
-    "DROP_COUNTERS",
     "EVENT_NAMES",
     "MAX_LINE_BYTES",
-    "AppMessage",
     "AudioFault",
-    "BotInterrupted",
-    "BotLlmStarted",
-    "BotLlmStopped",
-    "BotLlmText",
-    "BotOutput",
-    "BotReady",
-    "BotStartedSpeaking",
-    "BotStoppedSpeaking",
-    "BotText",
-    "BotTranscript",
-    "BotTtsStarted",
-    "BotTtsStopped",
-    "BotTtsText",
     "Button",
     "ClientResponse",
     "Connected",
     "DeviceEvent",
     "Disconnected",
     "Drops",
-    "Error",
     "FunctionCall",
     "FunctionCallDropped",
     "FunctionCallRequest",
     "FunctionCallResult",
     "Led",
-    "LlmFunctionCall",
-    "MessageError",
-    "Metrics",
     "MuteChanged",
-    "Observed",
+    "OnAppMessage",
+    "OnBotInterrupted",
+    "OnBotLlmStarted",
+    "OnBotLlmStopped",
+    "OnBotLlmText",
+    "OnBotOutput",
+    "OnBotReady",
+    "OnBotStartedSpeaking",
+    "OnBotStoppedSpeaking",
+    "OnBotText",
+    "OnBotTranscript",
+    "OnBotTtsStarted",
+    "OnBotTtsStopped",
+    "OnBotTtsText",
+    "OnError",
+    "OnLlmFunctionCall",
+    "OnMessageError",
+    "OnMetrics",
+    "OnRtviMessage",
+    "OnServerMessage",
+    "OnServerResponse",
+    "OnUserInput",
+    "OnUserMuteStarted",
+    "OnUserMuteStopped",
+    "OnUserStartedSpeaking",
+    "OnUserStoppedSpeaking",
+    "OnUserTranscript",
     "ReconnectAttempt",
-    "RtviMessage",
-    "ServerMessage",
-    "ServerResponse",
     "TransportStateChanged",
     "TurnEnded",
     "TurnStarted",
-    "UserInput",
-    "UserMuteStarted",
-    "UserMuteStopped",
-    "UserStartedSpeaking",
-    "UserStoppedSpeaking",
-    "UserTranscript",
     "VolumeChanged",
-    "diff",
-    "drop_counters",
     "encode",
-    "from_bot",
-    "from_link_status",
     "jsonable",
 ]

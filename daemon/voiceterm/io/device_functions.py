@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from voiceterm.core import device_events as de
+from voiceterm.core.dispatch import Dispatch
 from voiceterm.core.function_calls import Accept, Action, Answer, Call, FunctionCalls, Limits, Run, Stop
 from voiceterm.core.function_handlers import (
     BUILTINS,
@@ -33,7 +34,7 @@ from voiceterm.core.function_handlers import (
     result_from_command,
 )
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 
 log = logging.getLogger("voiceterm.functions")
 
@@ -93,14 +94,9 @@ class DeviceFunctions:
 
     def bot_event(self, event: object) -> None:
         """The function-call messages of the bot; anything else is not ours."""
-        now = trio.current_time()
-        if isinstance(event, rtvi.LLMFunctionCallInProgress):
-            self.perform(self.table.call(event.tool_call_id, event.function_name, event.arguments, now))
-        elif isinstance(event, rtvi.LLMFunctionCall):  # deprecated since pipecat 0.0.102, still sent by some
-            self.perform(self.table.call(event.tool_call_id, event.function_name, event.args, now))
-        elif isinstance(event, rtvi.LLMFunctionCallStopped):
-            why = "cancelled by the bot" if event.cancelled else "the bot has its result from elsewhere"
-            self.perform(self.table.cancel(event.tool_call_id, now, why))
+        decide = _BOT_MESSAGES.get(event)
+        if decide is not None:
+            self.perform(decide(self.table, event, trio.current_time()))
 
     def session_ended(self) -> None:
         self.perform(self.table.session_ended(trio.current_time()))
@@ -130,19 +126,20 @@ class DeviceFunctions:
     # --- carrying out -----------------------------------------------------------------------------
 
     def perform(self, actions: list[Action]) -> None:
+        """Carry out the table's actions, in order, each by its handler."""
         for action in actions:
-            if isinstance(action, Accept):
-                call = action.call
-                self._publish(
-                    de.FunctionCall(call.tool_call_id, call.function_name, call.arguments, call.handler)
-                )
-            elif isinstance(action, Run):
-                self._start(action.call, action.spec)
-            elif isinstance(action, Stop):
-                self._stop(action.call, action.why, action.dropped)
-            elif isinstance(action, Answer):
-                self._answer(action)
+            _ACTIONS[type(action)](self, action)
         self._poke()
+
+    def _accept(self, action: Accept) -> None:
+        call = action.call
+        self._publish(de.FunctionCall(call.tool_call_id, call.function_name, call.arguments, call.handler))
+
+    def _run(self, action: Run) -> None:
+        self._start(action.call, action.spec)
+
+    def _stop_action(self, action: Stop) -> None:
+        self._stop(action.call, action.why, action.dropped)
 
     def _start(self, call: Call, spec: CommandSpec | None) -> None:
         if spec is not None:
@@ -329,5 +326,31 @@ class _Capture:
                     self.overflow = True
                 self.data += chunk[: max(0, room)]
 
+
+# The bot's function-call messages -> what the calls table decides about them.
+_BOT_MESSAGES: Dispatch[Callable[[FunctionCalls, Any, float], list[Action]]] = Dispatch(
+    {
+        rtvi_events.LLMFunctionCallInProgress: lambda table, e, now: table.call(
+            e.tool_call_id, e.function_name, e.arguments, now
+        ),
+        # deprecated since pipecat 0.0.102, still sent by some
+        rtvi_events.LLMFunctionCall: lambda table, e, now: table.call(
+            e.tool_call_id, e.function_name, e.args, now
+        ),
+        rtvi_events.LLMFunctionCallStopped: lambda table, e, now: table.cancel(
+            e.tool_call_id,
+            now,
+            "cancelled by the bot" if e.cancelled else "the bot has its result from elsewhere",
+        ),
+    }
+)
+
+# The calls table's actions -> who carries each out.
+_ACTIONS: dict[type, Callable[[DeviceFunctions, Any], None]] = {
+    Accept: DeviceFunctions._accept,
+    Run: DeviceFunctions._run,
+    Stop: DeviceFunctions._stop_action,
+    Answer: DeviceFunctions._answer,
+}
 
 __all__ = ["Builtin", "DeviceFunctions"]

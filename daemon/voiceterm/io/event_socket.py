@@ -28,8 +28,8 @@ import trio
 
 from voiceterm.core import control_commands as cc
 from voiceterm.core.device_events import DeviceEvent, encode
+from voiceterm.core.lograte import Throttle
 from voiceterm.io.control import accept, listening_socket
-from voiceterm.io.lograte import Throttle
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.events")

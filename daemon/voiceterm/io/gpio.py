@@ -1,7 +1,8 @@
 """The panel: the gpiozero push button and status LED, in the trio shell.
 
-Button edges arrive on gpiozero's own threads and hop into trio with `TrioToken.run_sync_soon`, stamped with
-trio time; debounce and long presses are the pure terminal's job (`core/buttons.py`). The LED has one owner,
+Button edges arrive on gpiozero's own threads, are stamped there with trio's clock (the time of the edge, not
+of when the trio loop gets to it) and hop into trio with `TrioToken.run_sync_soon` as typed `ButtonEdge`s;
+debounce and long presses are the pure terminal's job (`core/buttons.py`), timed from that stamp. The LED has one owner,
 a trio task that renders the status view's pattern itself (`core/patterns.py`) instead of gpiozero's
 background blink threads: one writer, no thread racing a state change, and MockClock tests see exactly what
 a person would.
@@ -20,6 +21,8 @@ import trio
 from voiceterm.config import GpioConfig
 from voiceterm.core.patterns import color_at, describe, level_at, next_change
 from voiceterm.core.status import StatusView
+from voiceterm.core.terminal_inputs import ButtonEdge
+from voiceterm.errors import reason
 from voiceterm.logs import kv
 
 __all__ = ["DEFAULT_PIN_FACTORY", "Panel", "PanelError", "make_pin_factory"]
@@ -35,11 +38,6 @@ _HINT = 'set [gpio] enabled = false, or pin_factory = "mock" to develop without 
 
 class PanelError(Exception):
     """GPIO is missing or misconfigured; the message is one line saying what to do."""
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:200]
 
 
 def make_pin_factory(name: str = "", environ: Mapping[str, str] | None = None) -> Any:
@@ -70,7 +68,7 @@ def make_pin_factory(name: str = "", environ: Mapping[str, str] | None = None) -
             f"GPIO unavailable ({name}: the {missing} Python module is not installed{how}); {_HINT}"
         ) from None
     except Exception as e:  # each factory fails its own way (lgpio.error, OSError, RuntimeError...)
-        raise PanelError(f"GPIO unavailable ({name}: {_one_line(e)}); {_HINT}") from None
+        raise PanelError(f"GPIO unavailable ({name}: {reason(e)}); {_HINT}") from None
 
 
 class Panel:
@@ -105,7 +103,8 @@ class Panel:
         self.showing: str | None = None  # the status name the LED shows now (for the status socket, tests)
         self.led_write_errors_total = 0
         self._token: trio.lowlevel.TrioToken | None = None
-        self._edges: trio.MemorySendChannel[tuple[bool, float]] | None = None
+        self._clock: trio.abc.Clock | None = None
+        self._edges: trio.MemorySendChannel[ButtonEdge] | None = None
         self._last_value: Any = None
         self._closed = False
         what = ""
@@ -132,7 +131,7 @@ class Panel:
                 self.led_kind = "pwm" if gpio.led_pwm else "digital"
         except (GPIOZeroError, OSError, ValueError) as e:
             self.close()
-            raise PanelError(f"GPIO {what}: {_one_line(e)}; check [gpio] in the configuration") from None
+            raise PanelError(f"GPIO {what}: {reason(e)}; check [gpio] in the configuration") from None
 
     @property
     def binary(self) -> bool:
@@ -143,20 +142,22 @@ class Panel:
 
     def _from_thread(self, pressed: bool) -> None:
         # Runs on a gpiozero/lgpio thread (or, with the mock, whoever drove the pin): never touch trio here
-        # beyond the token. Trio time is read on the trio side.
-        token = self._token
-        if token is None:
+        # beyond the token and the clock. The clock's current_time() is a plain read (perf_counter plus an
+        # offset; MockClock's virtual time), safe from any thread: the edge keeps the time it happened.
+        token, clock = self._token, self._clock
+        if token is None or clock is None:
             return
+        edge = ButtonEdge(pressed, clock.current_time())
         with contextlib.suppress(trio.RunFinishedError):  # the daemon is gone; so is the edge's audience
-            token.run_sync_soon(self._deliver, pressed)
+            token.run_sync_soon(self._deliver, edge)
 
-    def _deliver(self, pressed: bool) -> None:
+    def _deliver(self, edge: ButtonEdge) -> None:
         # Runs in the trio thread. run_sync_soon callbacks must never raise, so every outcome is handled.
         edges = self._edges
         if edges is None:
             return
         try:
-            edges.send_nowait((pressed, trio.current_time()))
+            edges.send_nowait(edge)
         except trio.WouldBlock:
             self.edges_dropped_total += 1
             if self.edges_dropped_total in (1, 10, 100) or self.edges_dropped_total % 1000 == 0:
@@ -181,28 +182,27 @@ class Panel:
             except Exception as e:  # a flaky pin must not take the terminal down; the next change retries
                 self.led_write_errors_total += 1
                 if self.led_write_errors_total in (1, 10, 100):
-                    log.warning(
-                        "LED write failed %s", kv(error=_one_line(e), total=self.led_write_errors_total)
-                    )
+                    log.warning("LED write failed %s", kv(error=reason(e), total=self.led_write_errors_total))
                 return None
             self._last_value = value
         return value
 
     async def run(
         self,
-        edges: trio.MemorySendChannel[tuple[bool, float]],
+        edges: trio.MemorySendChannel[ButtonEdge],
         view: Callable[[], StatusView],
         changed: Callable[[], Awaitable[object]] | None = None,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Deliver button edges as `(pressed, trio time)` on `edges`, and keep the LED showing `view()`.
+        """Deliver button edges as `ButtonEdge`s on `edges`, and keep the LED showing `view()`.
 
         `changed()` returns when the view may have changed (the LED re-renders at once); without it the LED
         looks every `poll_s`. Either way a pattern step re-reads the view, so a change shows within one
         pattern step. Owns `edges` (closes it) and the pins (closes them, LED off) when it ends.
         """
         self._token = trio.lowlevel.current_trio_token()
+        self._clock = trio.lowlevel.current_clock()
         self._edges = edges
         try:
             with edges:
@@ -215,6 +215,7 @@ class Panel:
                 await self._led_loop(view, changed)
         finally:
             self._token = None
+            self._clock = None
             self._edges = None
             self.close()
 
@@ -261,9 +262,9 @@ class Panel:
                     device.off()
                 device.close()
             except Exception as e:  # closing is best effort; the process is usually ending
-                log.debug("gpio close %s", kv(error=_one_line(e)))
+                log.debug("gpio close %s", kv(error=reason(e)))
         if self._owns_factory and self.factory is not None:
             try:
                 self.factory.close()
             except Exception as e:
-                log.debug("pin factory close %s", kv(error=_one_line(e)))
+                log.debug("pin factory close %s", kv(error=reason(e)))

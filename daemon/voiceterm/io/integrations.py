@@ -20,25 +20,14 @@ import trio
 from voiceterm.core import control_commands as cc
 from voiceterm.core import device_events as de
 from voiceterm.core.client_requests import ClientRequests, Outcome, RequestError
+from voiceterm.core.dispatch import Dispatch
 from voiceterm.core.function_handlers import FunctionCallError
 from voiceterm.io.device_functions import Builtin, DeviceFunctions
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.errors import ProtocolError
 
 log = logging.getLogger("voiceterm.integrations")
-
-# The commands this module carries out (the app hands them over as they come).
-COMMANDS = (
-    cc.ClientMessage,
-    cc.ClientRequest,
-    cc.UiEvent,
-    cc.Dtmf,
-    cc.ClaimFunctions,
-    cc.ReleaseFunctions,
-    cc.FunctionResult,
-    cc.Functions,
-)
 
 
 class Integrations:
@@ -91,19 +80,25 @@ class Integrations:
     # --- the bot ----------------------------------------------------------------------------------
 
     def bot_event(self, event: object) -> None:
-        now = trio.current_time()
-        if isinstance(event, rtvi.BotReady):
-            self._bot_version = event.version or None
-        elif isinstance(event, rtvi.ServerResponse):
-            outcome = self.requests.response(event.id, event.d, now)
-            if outcome is not None:
-                self._deliver([outcome])
-        elif isinstance(event, rtvi.ErrorResponse):
-            outcome = self.requests.refused(event.id, event.error, now)
-            if outcome is not None:
-                self._deliver([outcome])
-        else:
+        """A message of the bot: its version, the answers to requests; the rest may be a function call."""
+        handler = _BOT_MESSAGES.get(event)
+        if handler is None:
             self.functions.bot_event(event)
+        else:
+            handler(self, event)
+
+    def _bot_ready(self, event: rtvi_events.BotReady) -> None:
+        self._bot_version = event.version or None
+
+    def _server_response(self, event: rtvi_events.ServerResponse) -> None:
+        outcome = self.requests.response(event.id, event.d, trio.current_time())
+        if outcome is not None:
+            self._deliver([outcome])
+
+    def _error_response(self, event: rtvi_events.ErrorResponse) -> None:
+        outcome = self.requests.refused(event.id, event.error, trio.current_time())
+        if outcome is not None:
+            self._deliver([outcome])
 
     def session_started(self) -> None:
         self._bot_version = None
@@ -122,47 +117,67 @@ class Integrations:
             raise cc.CommandError(str(e)) from None
 
     def _control(self, command: Any, client: int) -> dict[str, Any]:
-        if isinstance(command, cc.ClaimFunctions):
-            return self.functions.claim(client, command.names)
-        if isinstance(command, cc.ReleaseFunctions):
-            return self.functions.release(client, command.names)
-        if isinstance(command, cc.FunctionResult):
-            return self.functions.answer(client, command.tool_call_id, command.result, command.error)
-        if isinstance(command, cc.Functions):
-            return self.functions.snapshot()
-        self._check_link()
-        if isinstance(command, cc.Dtmf):
-            return self._dtmf(command.buttons)
-        self._check_rtvi()
-        if isinstance(command, cc.ClientMessage):
-            return {"id": self._send(rtvi.client_message(command.t, command.d))}
-        if isinstance(command, cc.UiEvent):
-            return {"id": self._send(rtvi.ui_event(command.event, command.payload))}
-        if isinstance(command, cc.ClientRequest):
-            message = rtvi.client_message(command.t, command.d)
-            self.requests.check_room()
-            # Queued only: the reply is read by another task, after this returns.
-            self._send(message)
-            self.requests.open(message["id"], client, command.t, trio.current_time(), command.timeout_s)
-            self._wake()
-            return {"id": message["id"], "timeout_s": command.timeout_s}
-        raise cc.CommandError(f"not a command for the bot: {type(command).__name__}")  # pragma: no cover
+        handler = _CONTROL.get(command)
+        if handler is None:  # pragma: no cover - COMMANDS is the table's keys
+            raise cc.CommandError(f"not a command for the bot: {type(command).__name__}")
+        return handler(self, command, client)
 
-    def _dtmf(self, buttons: str) -> dict[str, Any]:
+    # The functions' own commands: no bot needed.
+
+    def _claim(self, command: cc.ClaimFunctions, client: int) -> dict[str, Any]:
+        return self.functions.claim(client, command.names)
+
+    def _release(self, command: cc.ReleaseFunctions, client: int) -> dict[str, Any]:
+        return self.functions.release(client, command.names)
+
+    def _function_result(self, command: cc.FunctionResult, client: int) -> dict[str, Any]:
+        return self.functions.answer(client, command.tool_call_id, command.result, command.error)
+
+    def _functions(self, command: cc.Functions, client: int) -> dict[str, Any]:
+        return self.functions.snapshot()
+
+    # What goes to the bot: a session first; anything but dtmf needs RTVI.
+
+    def _dtmf(self, command: cc.Dtmf, client: int) -> dict[str, Any]:
+        self.check_link()
+        buttons = command.buttons
         if self._rtvi:
             messages = rtvi.dtmf_for(buttons, self._bot_version)
         else:
             messages = [rtvi.dtmf(key) for key in buttons]  # Twilio: one event per key
         for message in messages:
-            self._send(message)
+            self.send(message)
         return {"buttons": buttons, "messages": len(messages)}
 
-    def _send(self, message: dict[str, Any]) -> str:
+    def _client_message(self, command: cc.ClientMessage, client: int) -> dict[str, Any]:
+        self.check_link()
+        self._check_rtvi()
+        return {"id": self.send(rtvi.client_message(command.t, command.d))}
+
+    def _ui_event(self, command: cc.UiEvent, client: int) -> dict[str, Any]:
+        self.check_link()
+        self._check_rtvi()
+        return {"id": self.send(rtvi.ui_event(command.event, command.payload))}
+
+    def _client_request(self, command: cc.ClientRequest, client: int) -> dict[str, Any]:
+        self.check_link()
+        self._check_rtvi()
+        message = rtvi.client_message(command.t, command.d)
+        self.requests.check_room()
+        # Queued only: the reply is read by another task, after this returns.
+        self.send(message)
+        self.requests.open(message["id"], client, command.t, trio.current_time(), command.timeout_s)
+        self._wake()
+        return {"id": message["id"], "timeout_s": command.timeout_s}
+
+    def send(self, message: dict[str, Any]) -> str:
+        """Queue `message` for the bot; its id. CommandError when the outgoing queue is full."""
         if not self._link.send_message(message):
             raise cc.CommandError("the outgoing message queue is full; try again")
         return str(message["id"])
 
-    def _check_link(self) -> None:
+    def check_link(self) -> None:
+        """CommandError unless a session with the bot is up."""
         if not self._link.status.state.is_up:
             raise cc.CommandError("not connected to the bot")
 
@@ -192,6 +207,31 @@ class Integrations:
 
     def snapshot(self) -> dict[str, Any]:
         return {"functions": self.functions.snapshot(), "requests": self.requests.snapshot()}
+
+
+# The bot's messages this module reads; every other one is offered to the device functions.
+_BOT_MESSAGES: Dispatch[Callable[[Integrations, Any], None]] = Dispatch(
+    {
+        rtvi_events.BotReady: Integrations._bot_ready,
+        rtvi_events.ServerResponse: Integrations._server_response,
+        rtvi_events.ErrorResponse: Integrations._error_response,
+    }
+)
+
+# The control commands this module carries out, each by its handler (`COMMANDS` is this table's keys).
+_CONTROL: Dispatch[Callable[[Integrations, Any, int], dict[str, Any]]] = Dispatch(
+    {
+        cc.ClaimFunctions: Integrations._claim,
+        cc.ReleaseFunctions: Integrations._release,
+        cc.FunctionResult: Integrations._function_result,
+        cc.Functions: Integrations._functions,
+        cc.Dtmf: Integrations._dtmf,
+        cc.ClientMessage: Integrations._client_message,
+        cc.UiEvent: Integrations._ui_event,
+        cc.ClientRequest: Integrations._client_request,
+    }
+)
+COMMANDS = _CONTROL.types
 
 
 def builtins_for(

@@ -2,7 +2,7 @@
 
 Keys: space = talk, m = mute, r = reconnect now, q = quit. Terminals report key presses but never key
 releases, so space toggles a turn in every push-to-talk mode (press to talk, press again to stop). Keys go into
-the same channel as GPIO edges, as one-character strings. The terminal is put in cbreak mode (no echo, no line
+the same channel as GPIO edges, as typed `KeyPress`es stamped with the trio time they were read. The terminal is put in cbreak mode (no echo, no line
 buffering, Ctrl-C still a signal) and always restored on exit.
 """
 
@@ -15,6 +15,8 @@ import termios
 import tty
 
 import trio
+
+from voiceterm.core.terminal_inputs import KeyPress
 
 __all__ = ["HELP", "KeyParser", "read_keys"]
 
@@ -72,7 +74,7 @@ async def _read(fd: int) -> bytes:
     return os.read(fd, 64)
 
 
-async def read_keys(send: trio.MemorySendChannel[str], *, fd: int | None = None) -> None:
+async def read_keys(send: trio.MemorySendChannel[KeyPress], *, fd: int | None = None) -> None:
     """Read keys from `fd` (default stdin) and send them until end of input; owns and closes `send`.
 
     A terminal is switched to cbreak mode and restored when this returns or is cancelled; a pipe or file is
@@ -95,9 +97,10 @@ async def read_keys(send: trio.MemorySendChannel[str], *, fd: int | None = None)
                 if not data:
                     log.info("keyboard: end of input; the keyboard no longer controls the terminal")
                     return
+                now = trio.current_time()
                 for key in parser.feed(data):
                     try:
-                        await send.send(key)
+                        await send.send(KeyPress(key, now))
                     except trio.BrokenResourceError:
                         return  # the daemon stopped listening: it is shutting down
     finally:

@@ -29,13 +29,13 @@ from voiceterm.core.linkqueues import Outbox
 from voiceterm.core.linkstate import LinkCounters, LinkStatus
 from voiceterm.core.lograte import Throttle
 from voiceterm.core.reconnect import DEFAULT_STABLE_AFTER, ReconnectPolicy
+from voiceterm.errors import first_real
 from voiceterm.io.linkfailures import describe_attempt_error, describe_close
 from voiceterm.io.linkpipes import Inbound, Outbound
-from voiceterm.io.neterrors import first_real
 from voiceterm.io.wsopen import Connector, StreamOpener, Target
 from voiceterm.logs import escape, kv
 from voiceterm.masking import mask_url
-from voiceterm.protocol import rtvi
+from voiceterm.protocol import rtvi, rtvi_events
 from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Event, Interruption
@@ -306,7 +306,7 @@ class Link:
                         nursery.start_soon(self._guarded, self._session, self._write)
                     conn.cancel_scope.cancel()
         except BaseException as exc:
-            real = first_real(exc)
+            real = first_real(exc, skip=trio.Cancelled)
             if real is None or not isinstance(real, Exception):
                 raise
             failure = describe_attempt_error(real, token_sent=bool(target and target.token_sent))
@@ -367,11 +367,11 @@ class Link:
             return
         if type(event) is Interruption:
             event = ReceivedInterruption(received_at=received_at)
-        elif isinstance(event, rtvi.BotReady):
+        elif isinstance(event, rtvi_events.BotReady):
             self._feed(sig.BotReadySeen(received_at, session, event.version))  # READY before the event
         self._inbound.deliver(event, droppable=False)
         if isinstance(
-            event, rtvi.ServerError
+            event, rtvi_events.ServerError
         ):  # after: a fatal one ends the session, and nothing follows that
             self._feed(sig.BotErrorSeen(received_at, session, event.error, event.fatal))
 

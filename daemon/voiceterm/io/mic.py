@@ -22,15 +22,9 @@ import trio
 
 from voiceterm.config import AudioConfig
 from voiceterm.core.pcm import DBFS_FLOOR, apply_gain_db, level_dbfs
-from voiceterm.io.alsa import (
-    CAPTURE,
-    EPIPE,
-    UNCLOCKED_READS,
-    AlsaPcm,
-    CapturePacer,
-    DeviceWorker,
-    UnclockedDetector,
-)
+from voiceterm.io.alsa import CAPTURE, EPIPE, AlsaPcm
+from voiceterm.io.alsa_pacing import UNCLOCKED_READS, CapturePacer, UnclockedDetector
+from voiceterm.io.audio_device_thread import DeviceWorker
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")

@@ -1,25 +1,21 @@
-"""The network-error vocabulary the link and the start endpoint share: the one walker through wrapped and
-grouped exceptions, the HTTP statuses worth retrying, and the words for TLS and socket failures.
+"""The network-error vocabulary the link and the start endpoint share: the HTTP statuses worth retrying, and
+the words for TLS and socket failures.
 
 Network errors arrive wrapped (httpx in httpcore in OSError, or in an ExceptionGroup from trio's
-happy-eyeballs connect and from nurseries); the innermost one says what happened in words a person knows.
+happy-eyeballs connect and from nurseries); `voiceterm.errors.find_in_chain` finds the one that says what
+happened in words a person knows.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-import sys
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import trio
 
 from voiceterm.core.linksignals import Failure
+from voiceterm.errors import find_in_chain
 from voiceterm.logs import escape
-
-if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
-    from exceptiongroup import BaseExceptionGroup
 
 # Client errors worth retrying: the server is overloaded, restarting, or asked us to come back.
 RETRIABLE_HTTP = frozenset({408, 425, 429})
@@ -28,46 +24,6 @@ RETRIABLE_HTTP = frozenset({408, 425, 429})
 def status_is_unfixable(status: int) -> bool:
     """A 4xx answer other than the retriable ones: the same request would get the same answer."""
     return 400 <= status < 500 and status not in RETRIABLE_HTTP
-
-
-def walk(exc: BaseException, *, chain: bool = True) -> Iterator[BaseException]:
-    """`exc` and, depth first, the members of every exception group in it; with `chain`, also each one's
-    cause and context. Every exception once, so a cycle in the chain cannot loop."""
-    stack = [exc]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        later: list[BaseException] = []
-        if isinstance(current, BaseExceptionGroup):
-            later.extend(current.exceptions)
-        if chain:
-            later.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        stack.extend(reversed(later))
-
-
-def find_in_chain(
-    exc: BaseException,
-    kind: type[BaseException] | tuple[type[BaseException], ...],
-    predicate: Callable[[Any], bool] | None = None,
-) -> Any:
-    """The first exception of `kind` (passing `predicate`) anywhere in `exc`; None if there is none."""
-    for current in walk(exc):
-        if isinstance(current, kind) and (predicate is None or predicate(current)):
-            return current
-    return None
-
-
-def first_real(exc: BaseException) -> BaseException | None:
-    """What `exc` really is, without group wrapping: the first member that is neither a group nor a
-    trio.Cancelled (causes are not followed: a cancellation raised while handling an error is still one)."""
-    for current in walk(exc, chain=False):
-        if not isinstance(current, (BaseExceptionGroup, trio.Cancelled)):
-            return current
-    return None
 
 
 def describe_tls(exc: BaseException) -> Failure | None:

@@ -36,15 +36,9 @@ from voiceterm.core.latency import LatencyRecorder
 from voiceterm.core.pcm import scale
 from voiceterm.core.playout import PlayoutBuffer, PlayoutState
 from voiceterm.core.resample import StreamResampler
-from voiceterm.io.alsa import (
-    EPIPE,
-    PLAYBACK,
-    UNCLOCKED_WRITES,
-    AlsaPcm,
-    DeviceWorker,
-    PlaybackPacer,
-    UnclockedDetector,
-)
+from voiceterm.io.alsa import EPIPE, PLAYBACK, AlsaPcm
+from voiceterm.io.alsa_pacing import UNCLOCKED_WRITES, PlaybackPacer, UnclockedDetector
+from voiceterm.io.audio_device_thread import DeviceWorker
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")

@@ -1,7 +1,7 @@
 """Typed events decoded from the bot's WebSocket messages: audio, interruptions, text, RTVI messages.
 
 All events are frozen, slotted dataclasses. The base of all RTVI events lives here so that ``Event``
-can name it; its typed subclasses (``BotReady``, ``BotInterrupted`` ...) live in ``rtvi.py``.
+can name it; its typed subclasses (``BotReady``, ``BotInterrupted`` ...) live in ``rtvi_events.py``.
 """
 
 from __future__ import annotations

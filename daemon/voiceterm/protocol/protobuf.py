@@ -17,7 +17,8 @@ from voiceterm.protocol.events import (
     TextFrameEvent,
     TranscriptionEvent,
 )
-from voiceterm.protocol.rtvi import check_client_message, parse_server_message
+from voiceterm.protocol.rtvi import check_client_message
+from voiceterm.protocol.rtvi_parse import parse_server_message
 
 __all__ = ["ProtobufSerializer"]
 

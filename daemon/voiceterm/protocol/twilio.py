@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from voiceterm.core.pcm import mulaw_decode, mulaw_encode
 from voiceterm.protocol.base import Serializer, decode_json, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Event, Interruption, TransportMessage
+from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 
 __all__ = ["TWILIO_SAMPLE_RATE", "TwilioSerializer"]
 
