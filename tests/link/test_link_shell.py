@@ -291,6 +291,39 @@ async def test_close_says_goodbye_and_returns_within_the_grace(autojump_clock, n
     assert not link.send_audio(b"\x00\x00", 16000)
 
 
+async def test_ending_a_session_that_cancellation_is_tearing_down_starts_nothing_in_it(
+    autojump_clock, nursery
+):
+    # The daemon's shutdown: everything around the link is cancelled, and another task asks the session to
+    # end (close, reconnect) while the link tears it down: its nursery already closed, the machine still
+    # READY. The stream's aclose() is that moment, deterministically; nothing may be started in the dead
+    # session (trio: "Nursery is closed to new arrivals").
+    bot = MemoryBot()
+    await nursery.start(bot.serve)
+    asked: list[str] = []
+
+    async def opening(host: str, port: int):
+        stream = await bot.open_stream(host, port)
+        plain_aclose = stream.aclose
+
+        async def aclose() -> None:
+            link.reconnect_now()  # synchronous: decided and performed at this very moment
+            asked.append(link.status.state.value)
+            await plain_aclose()
+
+        stream.aclose = aclose
+        return stream
+
+    link = Link(make_link(bot).config, open_stream=opening, device_id="test-device")
+    rec = recorder(link)
+    async with trio.open_nursery() as around:
+        around.start_soon(link.run)
+        await rec.wait_state(R.READY, 5)
+        around.cancel_scope.cancel()
+    assert asked == ["ready"]  # the machine still thought the session alive when it was asked
+    assert link.status.state is R.OFFLINE
+
+
 async def test_close_on_a_black_hole_returns_within_the_grace(autojump_clock, nursery):
     bot = MemoryBot()
     await nursery.start(bot.serve)

@@ -92,6 +92,7 @@ class Link:
         self._outbound = Outbound(outbox, self.latency["capture_to_send"])
         self._subscribers: list[Callable[[LinkStatus], None]] = []
         self._session: _Session | None = None
+        self._session_open = False  # its nursery still takes tasks (False once it has closed)
         self._attempt_scope: trio.CancelScope | None = None
         self._timer_scope: trio.CancelScope | None = None
         self._run_scope: trio.CancelScope | None = None
@@ -241,7 +242,7 @@ class Link:
             self._session.nursery.cancel_scope.cancel()
 
     def _in_session(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
-        if self._session is not None:
+        if self._session is not None and self._session_open:
             self._session.nursery.start_soon(self._guarded, self._session, work, *args)
 
     # --- the tasks ------------------------------------------------------------------------------------
@@ -286,6 +287,7 @@ class Link:
         stream: trio.abc.Stream | None = None
         target: Target | None = None
         self._session = None
+        self._session_open = True
         try:
             with trio.CancelScope() as self._attempt_scope:
                 target = await self._connector.target(self.counters)
@@ -299,11 +301,18 @@ class Link:
                         await ws.send_message(
                             serializer.encode_message(rtvi.client_ready(device_id=self._device_id))
                         )
-                    async with trio.open_nursery() as nursery:
-                        self._session = _Session(self._machine.session + 1, ws, serializer, nursery)
-                        self._feed(sig.Opened(trio.current_time(), target.shown, serializer.supports_rtvi))
-                        nursery.start_soon(self._guarded, self._session, self._reader)
-                        nursery.start_soon(self._guarded, self._session, self._write)
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            self._session = _Session(self._machine.session + 1, ws, serializer, nursery)
+                            self._feed(
+                                sig.Opened(trio.current_time(), target.shown, serializer.supports_rtvi)
+                            )
+                            nursery.start_soon(self._guarded, self._session, self._reader)
+                            nursery.start_soon(self._guarded, self._session, self._write)
+                    finally:
+                        # Its nursery takes no more work: a close() during the teardown below has
+                        # nothing left to say goodbye on.
+                        self._session_open = False
                     conn.cancel_scope.cancel()
         except BaseException as exc:
             real = first_real(exc, skip=trio.Cancelled)
