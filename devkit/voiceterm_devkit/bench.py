@@ -114,79 +114,112 @@ class Bench:
         return results
 
     def run_tier(self, tier: Any, *, first: bool, results: dict[str, Any]) -> dict[str, Any]:
+        """Every client's rounds on one tier; the order of the clients rotates from round to round, so a
+        drift in the machine's load does not always fall on the same one."""
         args = self.args
-        runs = DaemonRuns(self.work, self.bot, tier, args)
-        out: dict[str, Any] = {"label": tier.label, "pacing": tier.pacing}
+        run = _TierRun(self, tier, first=first, results=results)
         if first:
             print(f"- time to READY: {args.startups} starts ({tier.name})", flush=True)
-            results["startup_s"] = dist(runs.startup_times(args.startups))
-        windows: dict[str, list[Window]] = {"voiceterm": [], "floor": [], "pipecat": []}
-        if tier.name == "room":
-            windows["voiceterm_frontend"] = []
-        idle: list[Window] = []
-        exits = results.setdefault("daemon_exits", [])
+            results["startup_s"] = dist(run.daemons.startup_times(args.startups))
+        kinds = list(run.windows)
         for round_no in range(1, args.rounds + 1):
-            tag = f"{tier.name} round {round_no}"
+            shift = (round_no - 1) % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
+                self._bot_up()
+                run.step(kind, round_no)
+            self.loads.append(os.getloadavg())
+        out = run.out
+        out["rounds"] = {kind: [w.as_dict() for w in ws] for kind, ws in run.windows.items()}
+        out["idle_rounds"] = [w.as_dict() for w in run.idle]
+        out["summary"] = summarize(run.windows, run.idle)
+        return out
+
+
+class _TierRun:
+    """The windows of one tier as they are measured."""
+
+    def __init__(self, bench: Bench, tier: Any, *, first: bool, results: dict[str, Any]) -> None:
+        self.bench = bench
+        self.args = bench.args
+        self.tier = tier
+        self.first = first
+        self.results = results
+        self.daemons = DaemonRuns(bench.work, bench.bot, tier, bench.args)
+        self.out: dict[str, Any] = {"label": tier.label, "pacing": tier.pacing}
+        self.windows: dict[str, list[Window]] = {"voiceterm": [], "floor": [], "pipecat": []}
+        if tier.name == "room":
+            self.windows["voiceterm_frontend"] = []
+        self.idle: list[Window] = []
+        self.exits = results.setdefault("daemon_exits", [])
+
+    def step(self, kind: str, round_no: int) -> None:
+        tag = f"- {self.tier.name} round {round_no}:"
+        seconds = self.args.seconds
+        if kind == "voiceterm":
             print(
-                f"- {tag}: voiceterm: {args.idle:g} s idle in hold mode, {args.seconds:g} s full duplex",
+                f"{tag} voiceterm, {self.args.idle:g} s idle in hold mode, {seconds:g} s full duplex",
                 flush=True,
             )
-            daemon = runs.new_daemon(frontend="off")
-            daemon.start()
-            try:
-                runs.wait_connected(daemon)
-                idle.append(runs.idle_window(daemon, args.idle))
-                if round_no == 1 and args.strace_seconds > 0:
-                    out["strace_idle"] = epoll_waits_per_s(
-                        daemon.pid, args.strace_seconds, daemon.workdir / "strace-idle.txt"
-                    )
-                window, before, after = runs.duplex_window(daemon)
-                windows["voiceterm"].append(window)
-                if round_no == 1:
-                    out["latency"] = latency_between(before, after)
-                    out["latency_run"] = after.get("latency", {})
-                    if args.strace_seconds > 0:
-                        out["strace_duplex"] = epoll_waits_per_s(
-                            daemon.pid, args.strace_seconds, daemon.workdir / "strace-duplex.txt"
-                        )
-                    if first:
-                        print(f"- interruptions: {args.interruptions} turns", flush=True)
-                        results["interruption"] = runs.interruptions(daemon, args.interruptions)
-                        print(f"- reconnects: {args.restarts} bot kill -9 / restarts", flush=True)
-                        results["reconnect"] = runs.restarts(daemon, args.restarts)
-                        results["daemon_counters"] = counters(daemon.status() or {})
-            finally:
-                exits.append({"tier": tier.name, "frontend": "off", **stop_daemon(daemon)})
-            for kind in ("floor", "pipecat"):
-                print(f"- {tag}: {kind}, {args.seconds:g} s full duplex", flush=True)
-                self._bot_up()
-                windows[kind].append(
-                    client_window(
-                        kind,
-                        bot=self.bot,
-                        devices=tier.devices(self.work / f"{kind}-{tier.name}-{round_no}"),
-                        pacing=tier.pacing,
-                        run_dir=self.work / f"{kind}-{tier.name}-{round_no}",
-                        warmup=args.warmup,
-                        seconds=args.seconds,
-                    )
+            self.voiceterm(round_no)
+        elif kind == "voiceterm_frontend":
+            print(f"{tag} voiceterm with the audio front-end on, {seconds:g} s full duplex", flush=True)
+            self.frontend()
+        else:
+            print(f"{tag} {kind}, {seconds:g} s full duplex", flush=True)
+            run_dir = self.bench.work / f"{kind}-{self.tier.name}-{round_no}"
+            self.windows[kind].append(
+                client_window(
+                    kind,
+                    bot=self.bench.bot,
+                    devices=self.tier.devices(run_dir),
+                    pacing=self.tier.pacing,
+                    run_dir=run_dir,
+                    warmup=self.args.warmup,
+                    seconds=seconds,
                 )
-            if "voiceterm_frontend" in windows:
-                print(f"- {tag}: voiceterm with the audio front-end on, {args.seconds:g} s", flush=True)
-                self._bot_up()
-                daemon = runs.new_daemon(frontend="on")
-                daemon.start()
-                try:
-                    runs.wait_connected(daemon)
-                    window, _, _ = runs.duplex_window(daemon)
-                    windows["voiceterm_frontend"].append(window)
-                finally:
-                    exits.append({"tier": tier.name, "frontend": "on", **stop_daemon(daemon)})
-            self.loads.append(os.getloadavg())
-        out["rounds"] = {kind: [w.as_dict() for w in ws] for kind, ws in windows.items()}
-        out["idle_rounds"] = [w.as_dict() for w in idle]
-        out["summary"] = summarize(windows, idle)
-        return out
+            )
+
+    def voiceterm(self, round_no: int) -> None:
+        """Idle in hold mode, then full duplex; in round 1 the latency window and strace's counts, and on the
+        first tier the interruptions and reconnects."""
+        args, runs, out, results = self.args, self.daemons, self.out, self.results
+        daemon = runs.new_daemon(frontend="off")
+        daemon.start()
+        try:
+            runs.wait_connected(daemon)
+            self.idle.append(runs.idle_window(daemon, args.idle))
+            if round_no == 1 and args.strace_seconds > 0:
+                out["strace_idle"] = epoll_waits_per_s(
+                    daemon.pid, args.strace_seconds, daemon.workdir / "strace-idle.txt"
+                )
+            window, before, after = runs.duplex_window(daemon)
+            self.windows["voiceterm"].append(window)
+            if round_no != 1:
+                return
+            out["latency"] = latency_between(before, after)
+            out["latency_run"] = after.get("latency", {})
+            if args.strace_seconds > 0:
+                out["strace_duplex"] = epoll_waits_per_s(
+                    daemon.pid, args.strace_seconds, daemon.workdir / "strace-duplex.txt"
+                )
+            if self.first:
+                print(f"- interruptions: {args.interruptions} turns", flush=True)
+                results["interruption"] = runs.interruptions(daemon, args.interruptions)
+                print(f"- reconnects: {args.restarts} bot kill -9 / restarts", flush=True)
+                results["reconnect"] = runs.restarts(daemon, args.restarts)
+                results["daemon_counters"] = counters(daemon.status() or {})
+        finally:
+            self.exits.append({"tier": self.tier.name, "frontend": "off", **stop_daemon(daemon)})
+
+    def frontend(self) -> None:
+        daemon = self.daemons.new_daemon(frontend="on")
+        daemon.start()
+        try:
+            self.daemons.wait_connected(daemon)
+            window, _, _ = self.daemons.duplex_window(daemon)
+            self.windows["voiceterm_frontend"].append(window)
+        finally:
+            self.exits.append({"tier": self.tier.name, "frontend": "on", **stop_daemon(daemon)})
 
 
 def _best(ws: list[Window]) -> Window:
@@ -252,10 +285,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tier", choices=("files", "room", "both"), default="both", help="devices (default both)"
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="full-duplex window per client (30)")
-    parser.add_argument("--idle", type=float, default=20.0, help="voiceterm's idle hold-mode window (20)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="full-duplex window per client (20)")
+    parser.add_argument("--idle", type=float, default=10.0, help="voiceterm's idle hold-mode window (10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of audio before a window (3)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of every window per tier (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every window per tier (3)")
     parser.add_argument("--startups", type=int, default=5, help="daemon starts timed to READY (5)")
     parser.add_argument("--interruptions", type=int, default=10, help="bot interruptions timed (10)")
     parser.add_argument("--restarts", type=int, default=10, help="bot kill -9 / restart cycles timed (10)")
@@ -268,6 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="one round of short windows: under 2 minutes")
     parser.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
+    parser.add_argument(
+        "--publish", action="store_true", help="also copy the plot to docs/bench-latency.png (the README's)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.idle, args.warmup, args.rounds = 6.0, 4.0, 1.5, 1
@@ -287,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     results = Bench(args, out_dir).run()
     results["duration_s"] = round(time.monotonic() - started, 1)
     png = plot(results, out_dir / "latency.png")
+    if png is not None and args.publish:
+        docs = Path(__file__).resolve().parents[2] / "docs" / "bench-latency.png"
+        shutil.copyfile(png, docs)
+        print(f"plot published: {docs}")
     json_path = out_dir / "results.json"
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print_report(results, json_path, png)
