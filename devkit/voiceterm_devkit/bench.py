@@ -23,12 +23,13 @@ import platform
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from voiceterm import __version__
 from voiceterm_devkit.bench_checks import checks
-from voiceterm_devkit.bench_clients import client_window
+from voiceterm_devkit.bench_clients import client_window, measure_client, start_client
 from voiceterm_devkit.bench_daemon import (
     DaemonRuns,
     counters,
@@ -76,11 +77,15 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         self.bot = BotProcess(mode="bench", log_dir=self.work)
+        # The paired window runs voiceterm and the floor at the same time: the floor talks to a bot of its own
+        # (the same echo bot, another process: pipecat's server transport serves one client at a time).
+        self.pair_bot = BotProcess(mode="bench", log_dir=self.work / "pair-bot")
         self.loads: list[tuple[float, float, float]] = []
 
     def _bot_up(self) -> None:
-        if not self.bot.running:
-            self.bot.restart()
+        for bot in (self.bot, self.pair_bot):
+            if not bot.running:
+                bot.restart()
 
     def run(self) -> dict[str, Any]:
         args = self.args
@@ -92,8 +97,11 @@ class Bench:
             tiers.append(FileTier(self.work, mic_seconds))
         if args.tier in ("room", "both"):
             tiers.append(RoomTier(self.work))
-        self.bot.start()
-        self.bot.wait_listening()
+        (self.work / "pair-bot").mkdir()
+        for bot in (self.bot, self.pair_bot):
+            bot.start()
+        for bot in (self.bot, self.pair_bot):
+            bot.wait_listening()
         try:
             for index, tier in enumerate(tiers):
                 try:
@@ -108,6 +116,7 @@ class Bench:
                     tier.stop()
         finally:
             self.bot.stop()
+            self.pair_bot.stop()
         self.loads.append(os.getloadavg())
         results["loadavg"] = {"start": self.loads[0], "end": self.loads[-1]}
         results["checks"] = checks(results)
@@ -121,7 +130,7 @@ class Bench:
         if first:
             print(f"- time to READY: {args.startups} starts ({tier.name})", flush=True)
             results["startup_s"] = dist(run.daemons.startup_times(args.startups))
-        kinds = list(run.windows)
+        kinds = run.steps
         for round_no in range(1, args.rounds + 1):
             shift = (round_no - 1) % len(kinds)
             for kind in kinds[shift:] + kinds[:shift]:
@@ -147,8 +156,14 @@ class _TierRun:
         self.daemons = DaemonRuns(bench.work, bench.bot, tier, bench.args)
         self.out: dict[str, Any] = {"label": tier.label, "pacing": tier.pacing}
         self.windows: dict[str, list[Window]] = {"voiceterm": [], "floor": [], "pipecat": []}
+        self.steps = ["voiceterm", "floor", "pipecat"]
         if tier.name == "room":
             self.windows["voiceterm_frontend"] = []
+            self.steps.append("voiceterm_frontend")
+        if self.args.paired:
+            self.windows["paired_voiceterm"] = []
+            self.windows["paired_floor"] = []
+            self.steps.append("paired")
         self.idle: list[Window] = []
         self.exits = results.setdefault("daemon_exits", [])
 
@@ -161,6 +176,9 @@ class _TierRun:
                 flush=True,
             )
             self.voiceterm(round_no)
+        elif kind == "paired":
+            print(f"{tag} voiceterm and the floor side by side, {seconds:g} s full duplex", flush=True)
+            self.paired(round_no)
         elif kind == "voiceterm_frontend":
             print(f"{tag} voiceterm with the audio front-end on, {seconds:g} s full duplex", flush=True)
             self.frontend()
@@ -211,6 +229,35 @@ class _TierRun:
         finally:
             self.exits.append({"tier": self.tier.name, "frontend": "off", **stop_daemon(daemon)})
 
+    def paired(self, round_no: int) -> None:
+        """voiceterm and the floor streaming at the same time, each to its own bot, measured over the same
+        window: whatever else the machine does falls on both alike, so their ratio holds still under load."""
+        daemon = self.daemons.new_daemon(frontend="off")
+        daemon.start()
+        client = None
+        try:
+            self.daemons.wait_connected(daemon)
+            self.daemons.start_duplex(daemon)
+            run_dir = self.bench.work / f"paired-floor-{self.tier.name}-{round_no}"
+            client = start_client(
+                "floor",
+                bot=self.bench.pair_bot,
+                devices=self.tier.devices(run_dir),
+                pacing=self.tier.pacing,
+                run_dir=run_dir,
+                warmup=self.args.warmup,
+                seconds=self.args.seconds,
+            )
+            with ThreadPoolExecutor(2, thread_name_prefix="bench-paired") as pool:
+                mine = pool.submit(self.daemons.measure_duplex, daemon)
+                theirs = pool.submit(measure_client, client, self.bench.pair_bot, self.args.seconds)
+                self.windows["paired_voiceterm"].append(mine.result()[0])
+                self.windows["paired_floor"].append(theirs.result())
+        finally:
+            if client is not None:
+                client.stop()
+            self.exits.append({"tier": self.tier.name, "frontend": "off", **stop_daemon(daemon)})
+
     def frontend(self) -> None:
         daemon = self.daemons.new_daemon(frontend="on")
         daemon.start()
@@ -251,6 +298,11 @@ def summarize(windows: dict[str, list[Window]], idle: list[Window]) -> dict[str,
                     [a.core_percent / b.core_percent for a, b in zip(mine, theirs, strict=True)], 3
                 ),
             }
+    pair_mine, pair_theirs = windows.get("paired_voiceterm") or [], windows.get("paired_floor") or []
+    if pair_mine and pair_theirs:
+        out["voiceterm_over_floor_paired"] = dist(
+            [a.core_percent / b.core_percent for a, b in zip(pair_mine, pair_theirs, strict=True)], 3
+        )
     front = windows.get("voiceterm_frontend") or []
     if front and mine:
         on, off = _best(front), _best(mine)
@@ -299,6 +351,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="count the trio thread's epoll_wait calls under strace this long, idle and full duplex, in a "
         "tier's first round, outside the CPU windows (5; 0 = off)",
     )
+    parser.add_argument(
+        "--no-paired",
+        dest="paired",
+        action="store_false",
+        help="skip the window where voiceterm and the floor stream side by side (each to its own bot)",
+    )
     parser.add_argument("--quick", action="store_true", help="one round of short windows: under 2 minutes")
     parser.add_argument("--out", default="out/bench", help="directory for results.json and latency.png")
     parser.add_argument(
@@ -306,8 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.idle, args.warmup, args.rounds = 6.0, 4.0, 1.5, 1
-        args.startups, args.interruptions, args.restarts, args.strace_seconds = 3, 2, 1, 2.0
+        args.seconds, args.idle, args.warmup, args.rounds = 6.0, 3.0, 1.0, 1
+        args.startups, args.interruptions, args.restarts, args.strace_seconds = 3, 2, 1, 1.5
     args.rounds = max(1, args.rounds)
     return args
 

@@ -60,10 +60,13 @@ def _get(data: Any, *path: str) -> Any:
 
 def tier_checks(name: str, tier: dict[str, Any]) -> list[dict[str, Any]]:
     summary = tier.get("summary") or {}
+    # Side by side (the same window) holds still under other load; the best sequential rounds otherwise.
+    paired = _get(summary, "voiceterm_over_floor_paired", "p50")
+    how = "side by side, median of rounds" if paired is not None else "best rounds"
     out = [
         check(
-            f"[{name}] full duplex CPU <= {TARGET_FLOOR_RATIO} x the floor",
-            _get(summary, "voiceterm_over_floor", "best"),
+            f"[{name}] full duplex CPU <= {TARGET_FLOOR_RATIO} x the floor ({how})",
+            paired if paired is not None else _get(summary, "voiceterm_over_floor", "best"),
             TARGET_FLOOR_RATIO,
             "x",
         ),

@@ -99,33 +99,44 @@ class ClientProcess:
         self._reader.join(5)
 
 
-def client_window(
-    kind: str,
-    *,
-    bot: BotProcess,
-    devices: Any,
-    pacing: str,
-    run_dir: Path,
-    warmup: float,
-    seconds: float,
-) -> Window:
-    """Start a reference client, wait for the bot's echo, warm up, measure a window, stop it."""
+def start_client(
+    kind: str, *, bot: BotProcess, devices: Any, pacing: str, run_dir: Path, warmup: float, seconds: float
+) -> ClientProcess:
+    """Start a reference client and wait for the bot's echo and the warm-up."""
     client = ClientProcess(
         kind, url=bot.url, devices=devices, pacing=pacing, run_dir=run_dir, seconds=warmup + seconds + 90
     )
     try:
         client.wait_event("first_audio", FIRST_AUDIO_TIMEOUT_S)
         time.sleep(warmup)
-        window = measure(
-            client.pid,
-            seconds,
-            namer=ThreadNamer(client.pid, client.map_file),
-            down_bytes=lambda: int(client.stats()["received_audio_bytes"]),
-            up_bytes=lambda t0, t1: bot_audio_in_between(bot, t0, t1),
-        )
-        final = client.stats()
-        window.extra["client_counters"] = {k: v for k, v in final.items() if k not in ("t", "event")}
-        return window
+    except BaseException:
+        client.stop()
+        raise
+    return client
+
+
+def measure_client(client: ClientProcess, bot: BotProcess, seconds: float) -> Window:
+    window = measure(
+        client.pid,
+        seconds,
+        namer=ThreadNamer(client.pid, client.map_file),
+        down_bytes=lambda: int(client.stats()["received_audio_bytes"]),
+        up_bytes=lambda t0, t1: bot_audio_in_between(bot, t0, t1),
+    )
+    final = client.stats()
+    window.extra["client_counters"] = {k: v for k, v in final.items() if k not in ("t", "event")}
+    return window
+
+
+def client_window(
+    kind: str, *, bot: BotProcess, devices: Any, pacing: str, run_dir: Path, warmup: float, seconds: float
+) -> Window:
+    """Start a reference client, wait for the bot's echo, warm up, measure a window, stop it."""
+    client = start_client(
+        kind, bot=bot, devices=devices, pacing=pacing, run_dir=run_dir, warmup=warmup, seconds=seconds
+    )
+    try:
+        return measure_client(client, bot, seconds)
     finally:
         client.stop()
 
@@ -135,4 +146,11 @@ def bot_audio_in_between(bot: BotProcess, t0: float, t1: float) -> int:
     return sum(e.get("bytes", 0) for e in bot.events("audio_in") if t0 <= e["t"] < t1)
 
 
-__all__ = ["CLIENTS", "ClientProcess", "bot_audio_in_between", "client_window"]
+__all__ = [
+    "CLIENTS",
+    "ClientProcess",
+    "bot_audio_in_between",
+    "client_window",
+    "measure_client",
+    "start_client",
+]

@@ -41,8 +41,9 @@ EPOLL_LINE = re.compile(
 class DaemonRuns:
     """Daemons on one tier's devices, against `bot`."""
 
-    def __init__(self, work: Path, bot: BotProcess, tier: Any, args: Any) -> None:
+    def __init__(self, work: Path, bot: BotProcess, tier: Any, args: Any, name: str = "daemon") -> None:
         self.work = work
+        self.name = name
         self.bot = bot
         self.tier = tier
         self.args = args
@@ -51,7 +52,7 @@ class DaemonRuns:
 
     def new_daemon(self, *, frontend: str = "off", names: bool = True) -> DaemonProcess:
         self._runs += 1
-        run_dir = self.work / f"daemon-{self.tier.name}-{self._runs}"
+        run_dir = self.work / f"{self.name}-{self.tier.name}-{self._runs}"
         devices: Any = self.tier.devices(run_dir)
         if names:
             base = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
@@ -99,11 +100,14 @@ class DaemonRuns:
         window.extra["mic_chunks_sent"] = _sent(after) - _sent(before)
         return window
 
-    def duplex_window(self, daemon: DaemonProcess) -> tuple[Window, dict[str, Any], dict[str, Any]]:
-        """Press (the turn opens), wait for the echo, warm up, measure: the window and the statuses around it."""
+    def start_duplex(self, daemon: DaemonProcess) -> None:
+        """Press (the turn opens), wait for the echo, warm up."""
         daemon.key(" ")
         daemon.wait_status(lambda s: s["audio"]["playback"]["frames_played_total"] > 0, 10, "echo played")
         time.sleep(self.args.warmup)
+
+    def measure_duplex(self, daemon: DaemonProcess) -> tuple[Window, dict[str, Any], dict[str, Any]]:
+        """One full-duplex window: the window and the statuses around it."""
         before = daemon.status() or {}
 
         def down() -> int:
@@ -123,6 +127,10 @@ class DaemonRuns:
         window.extra["frontend"] = after.get("frontend") or {}
         window.extra["frontend_cpu_s"] = _frontend_cpu(after) - _frontend_cpu(before)
         return window, before, after
+
+    def duplex_window(self, daemon: DaemonProcess) -> tuple[Window, dict[str, Any], dict[str, Any]]:
+        self.start_duplex(daemon)
+        return self.measure_duplex(daemon)
 
     def interruptions(self, daemon: DaemonProcess, n: int) -> dict[str, Any]:
         """n turns: release (the bot answers), the bot interrupts itself 1 s in, press again."""

@@ -53,6 +53,18 @@ def parse_status(text: str, keys: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def parse_machine_cpu(text: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs from /proc/stat's first line (idle and iowait are not busy)."""
+    fields = [int(x) for x in text.splitlines()[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - fields[3] - fields[4], total
+
+
+def machine_cpu() -> tuple[int, int]:
+    with open("/proc/stat", encoding="ascii") as f:
+        return parse_machine_cpu(f.readline())
+
+
 def parse_thread_map(text: str) -> dict[int, str]:
     """The `thread_names` map: one "TID<tab>name" per line; a later line for a TID wins (TIDs are reused)."""
     out = {}
@@ -218,6 +230,8 @@ __all__ = [
     "ThreadNamer",
     "ThreadReading",
     "loadavg",
+    "machine_cpu",
+    "parse_machine_cpu",
     "parse_schedstat_ns",
     "parse_stat_cpu_ticks",
     "parse_status",

@@ -40,6 +40,14 @@ def print_tier(name: str, tier: dict[str, Any]) -> None:
         r = summary.get(f"voiceterm_over_{other}") or {}
         ratio_cells.append(f"{_f(r.get('best'))} ({_range(r.get('rounds'))})")
     print(_row("  ratio of best rounds (per-round range)", ratio_cells))
+    paired = summary.get("voiceterm_over_floor_paired")
+    if paired:
+        print(
+            _row(
+                "  side by side, same window: median (range)",
+                ["voiceterm ÷", f"{paired['p50']:.2f} ({_range(paired)})"],
+            )
+        )
     print(_row("  per thread: % of a core / wake-ups per s", []))
     for r in ROLES:
         cells = []
@@ -61,7 +69,12 @@ def print_tier(name: str, tier: dict[str, Any]) -> None:
             [f"{_f(best[c]['up_realtime'])} / {_f(best[c]['down_realtime'])}" for c in present],
         )
     )
-    print(_row("load average (1 min) at the window's end", [_f(best[c]["loadavg"][0]) for c in present]))
+    print(
+        _row(
+            "machine busy during the best window (% of all cores)",
+            [_f(best[c].get("machine_busy_percent"), "{:.0f}") for c in present],
+        )
+    )
     print("  voiceterm's threads, full duplex (best round): " + _threads(best.get("voiceterm", {})))
     idle = summary.get("idle")
     if idle:

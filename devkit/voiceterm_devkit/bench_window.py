@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voiceterm_devkit.bench_proc import ThreadFigures, ThreadNamer, read_process, thread_figures
+from voiceterm_devkit.bench_proc import ThreadFigures, ThreadNamer, machine_cpu, read_process, thread_figures
 from voiceterm_devkit.daemonproc import RssSampler, memory_kib
 
 MIB = 1024.0
@@ -53,6 +53,7 @@ class Window:
     down_realtime: float | None  # bot audio the client took in / the window's length
     threads: list[ThreadFigures] = field(default_factory=list)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the 1, 5, 15 min load average at the window's end
+    machine_busy_percent: float = 0.0  # all cores together, every process (this one and the bot included)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,6 +97,7 @@ class Window:
             "by_role": {r: {k: round(v, 3) for k, v in cell.items()} for r, cell in self.by_role().items()},
             "threads": [t.as_dict() for t in self.threads],
             "loadavg": [round(x, 2) for x in self.load],
+            "machine_busy_percent": round(self.machine_busy_percent, 1),
             **self.extra,
         }
 
@@ -112,9 +114,11 @@ def measure(
     `up_bytes(t0, t1)` the mic bytes the bot reported receiving between two time.monotonic() times."""
     sampler = RssSampler(pid).start()
     down0 = down_bytes() if down_bytes else 0
+    busy0, total0 = machine_cpu()
     start = read_process(pid)
     time.sleep(seconds)
     end = read_process(pid)
+    busy1, total1 = machine_cpu()
     down1 = down_bytes() if down_bytes else 0
     samples = [kib for _, kib in sampler.stop()]
     # The kernel updates VmHWM lazily: a sample may be above it.
@@ -139,6 +143,7 @@ def measure(
         down_realtime=(down1 - down0) / (2 * BOT_RATE) / wall if down_bytes else None,
         threads=threads,
         load=os.getloadavg(),
+        machine_busy_percent=(busy1 - busy0) / max(1, total1 - total0) * 100,
     )
 
 
