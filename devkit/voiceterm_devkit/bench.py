@@ -214,7 +214,8 @@ class _TierRun:
             self.windows["voiceterm"].append(window)
             if round_no != 1:
                 return
-            out["latency"] = latency_between(before, after)
+            # Interruptions are timed in their own cycles (results["interruption"]), not in this window.
+            out["latency"] = {k: v for k, v in latency_between(before, after).items() if k != "interruption"}
             out["latency_run"] = after.get("latency", {})
             if args.strace_seconds > 0:
                 out["strace_duplex"] = epoll_waits_per_s(
