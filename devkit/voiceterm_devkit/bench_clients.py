@@ -30,6 +30,7 @@ CLIENTS = {
 }
 FIRST_AUDIO_TIMEOUT_S = 60.0  # pipecat's client imports for several seconds on a busy machine
 STATS_TIMEOUT_S = 5.0
+LINES_MAX = 1000  # JSON lines from a client waiting to be read (a client writes a handful per window)
 
 
 class ClientProcess:
@@ -61,7 +62,8 @@ class ClientProcess:
         self.log_path = run_dir / "client.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue(LINES_MAX)
+        self.lines_dropped = 0
         self._reader = threading.Thread(target=self._read, name=f"{kind}-stdout", daemon=True)
         self._reader.start()
 
@@ -73,10 +75,12 @@ class ClientProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
-                self._lines.put(json.loads(line))
+                self._lines.put_nowait(json.loads(line))
             except ValueError:
                 continue
-        self._lines.put(None)
+            except queue.Full:  # nobody is reading: a few lines a window are expected, never this many
+                self.lines_dropped += 1
+        self._lines.put(None)  # the end, even if it has to wait for a reader
 
     def wait_event(self, name: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 import trio_websocket
+from google.protobuf.message import DecodeError
 
 from voiceterm.protocol import frames_pb2
 from voiceterm_devkit.bench_alsa import PacedCapture, PacedPlayback
@@ -56,6 +57,7 @@ class Floor:
         self.mic_dropped = 0
         self.received_audio_bytes = 0
         self.other_rate_chunks = 0  # bot audio at another rate than the speaker's: dropped (no resampler)
+        self.garbage = 0  # binary messages that were not a pipecat Frame
         self._send_mic, self._recv_mic = trio.open_memory_channel[bytes](MIC_QUEUE_CHUNKS)
         self._token: trio.lowlevel.TrioToken | None = None
         self.capture = PacedCapture(
@@ -102,7 +104,11 @@ class Floor:
             message = await ws.get_message()
             if isinstance(message, str):
                 continue
-            frame = frames_pb2.Frame.FromString(message)
+            try:
+                frame = frames_pb2.Frame.FromString(message)
+            except DecodeError:
+                self.garbage += 1
+                continue
             if frame.WhichOneof("frame") != "audio":
                 continue
             if frame.audio.sample_rate != rate:
@@ -123,6 +129,7 @@ class Floor:
             "played_audio_bytes": self.playback.audio_bytes_played,
             "playback_dropped": self.playback.dropped,
             "other_rate_chunks": self.other_rate_chunks,
+            "garbage": self.garbage,
         }
 
     async def _signals(self, cancel: trio.CancelScope) -> None:
