@@ -1,13 +1,15 @@
 """The benchmark's baseline: what a Python user would otherwise write, a pipecat pipeline around pipecat's own
-`WebsocketClientTransport`, doing the daemon's job (mic up at 16 kHz, bot audio down, written out).
+`WebsocketClientTransport`, doing the daemon's job (mic up at 16 kHz, bot audio down to a speaker).
 
-    python -m voiceterm_devkit.baseline_client --url ws://127.0.0.1:8765 --mic mic.raw --out bot.raw
+    python -m voiceterm_devkit.baseline_client --url ws://127.0.0.1:8765 --mic mic --speaker spk --pacing device
 
-Pipeline: transport.input() -> BotAudioSink (appends bot audio to --out) -> MicFileSource (reads --mic,
-S16_LE mono 16 kHz, one 20 ms chunk per 20 ms of wall time) -> transport.output() (protobuf frames,
-`add_wav_header=False`, 20 ms chunks like the daemon's). It sends RTVI `client-ready` and a push-to-talk
-start first, as the daemon does. One JSON line per milestone goes to stdout (connected, first_audio,
-exit) with `t` = time.monotonic(), so the benchmark can time it from outside.
+Pipeline: transport.input() -> BotAudioSink (bot audio to the playback thread) -> AlsaMicSource (the capture
+thread's 20 ms chunks, hopped into asyncio with `call_soon_threadsafe`) -> transport.output() (protobuf frames,
+`add_wav_header=False`, 20 ms chunks like the daemon's). The ALSA threads are the floor client's
+(`bench_alsa`): the same devices, periods and pacing as the daemon's, so the three clients differ only in what
+sits between the devices and the socket. It sends RTVI `client-ready` and a push-to-talk start first, as the
+daemon does. One JSON line per milestone goes to stdout (connected, first_audio, stats on SIGUSR1, exit) with
+`t` = time.monotonic(), so the benchmark can time it from outside.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 import uuid
 from typing import Any
 
+from voiceterm_devkit.bench_alsa import PacedCapture, PacedPlayback
+
 MIC_RATE = 16000
 CHUNK_MS = 20
+MIC_QUEUE_CHUNKS = 32  # chunks waiting for the pipeline (640 ms); more are dropped and counted
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -50,40 +56,49 @@ def build(args: argparse.Namespace):
     from pipecat.transports.websocket.client import WebsocketClientParams, WebsocketClientTransport
 
     class BotAudioSink(FrameProcessor):
-        """Appends every chunk of bot audio to a file (the baseline's speaker)."""
+        """Hands every chunk of bot audio to the playback thread (the baseline's speaker)."""
 
-        def __init__(self, path: str) -> None:
+        def __init__(self, playback: PacedPlayback) -> None:
             super().__init__()
-            self._file = open(path, "wb")  # noqa: SIM115 - closed at EndFrame/cancel
-            self.frames = 0
+            self.playback = playback
+            self.received_audio_bytes = 0
 
         async def process_frame(self, frame: Frame, direction: FrameDirection):
             await super().process_frame(frame, direction)
             if isinstance(frame, InputAudioRawFrame):
-                if self.frames == 0:
+                if not self.received_audio_bytes:
                     emit("first_audio", rate=frame.sample_rate)
-                self.frames += len(frame.audio) // 2
-                self._file.write(frame.audio)
+                self.received_audio_bytes += len(frame.audio)
+                self.playback.put(frame.audio)
                 return
             await self.push_frame(frame, direction)
 
-        def close(self) -> None:
-            self._file.close()
+    class AlsaMicSource(FrameProcessor):
+        """The capture thread's chunks into the pipeline, as they come (the baseline's mic)."""
 
-    class MicFileSource(FrameProcessor):
-        """Plays a raw 16 kHz file into the pipeline at real time, 20 ms per chunk (the baseline's mic)."""
-
-        def __init__(self, path: str) -> None:
+        def __init__(self, capture: PacedCapture) -> None:
             super().__init__()
-            with open(path, "rb") as f:
-                self._pcm = f.read()
+            self.capture = capture
+            self.queue: asyncio.Queue[bytes] = asyncio.Queue(MIC_QUEUE_CHUNKS)
+            self.dropped = 0
+            self.sent = 0
             self._task: asyncio.Task | None = None
+
+        def from_thread(self, loop: asyncio.AbstractEventLoop, data: bytes) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the client is ending
+                loop.call_soon_threadsafe(self._put, data)
+
+        def _put(self, data: bytes) -> None:
+            try:
+                self.queue.put_nowait(data)
+            except asyncio.QueueFull:
+                self.dropped += 1
 
         async def process_frame(self, frame: Frame, direction: FrameDirection):
             await super().process_frame(frame, direction)
             await self.push_frame(frame, direction)
             if isinstance(frame, StartFrame) and self._task is None:
-                self._task = self.create_task(self._stream(), "mic-file-source")
+                self._task = self.create_task(self._stream(), "alsa-mic-source")
             elif isinstance(frame, (EndFrame, CancelFrame)) and self._task is not None:
                 await self.cancel_task(self._task)
                 self._task = None
@@ -95,17 +110,10 @@ def build(args: argparse.Namespace):
                     message=_rtvi("client-message", {"t": "push_to_talk", "d": {"state": "start"}})
                 )
             )
-            step = MIC_RATE * CHUNK_MS // 1000 * 2
-            pos = 0
-            next_at = time.monotonic()
             while True:
-                chunk = self._pcm[pos : pos + step]
-                if len(chunk) < step:
-                    pos, chunk = 0, self._pcm[:step]
-                pos += step
+                chunk = await self.queue.get()
                 await self.push_frame(OutputAudioRawFrame(chunk, MIC_RATE, 1))
-                next_at += CHUNK_MS / 1000
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                self.sent += 1
 
     transport = WebsocketClientTransport(
         uri=args.url,
@@ -128,15 +136,27 @@ def build(args: argparse.Namespace):
     async def on_disconnected(_transport, _ws):
         emit("disconnected")
 
-    sink = BotAudioSink(args.out)
-    pipeline = Pipeline([transport.input(), sink, MicFileSource(args.mic), transport.output()])
+    loop = asyncio.get_running_loop()
+    playback = PacedPlayback(args.speaker, args.bot_rate, CHUNK_MS, args.pacing, name="baseline-playback")
+    mic: AlsaMicSource | None = None
+
+    def from_capture(data: bytes) -> None:
+        if mic is not None:
+            mic.from_thread(loop, data)
+
+    capture = PacedCapture(
+        args.mic, MIC_RATE, CHUNK_MS, args.pacing, on_chunk=from_capture, name="baseline-capture"
+    )
+    mic = AlsaMicSource(capture)
+    sink = BotAudioSink(playback)
+    pipeline = Pipeline([transport.input(), sink, mic, transport.output()])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=args.bot_rate, audio_out_sample_rate=MIC_RATE),
         enable_rtvi=False,
         idle_timeout_secs=None,
     )
-    return worker, sink
+    return worker, sink, mic
 
 
 def _about() -> dict[str, Any]:
@@ -157,7 +177,22 @@ def _about() -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> None:
     from pipecat.workers.runner import WorkerRunner
 
-    worker, sink = build(args)
+    worker, sink, mic = build(args)
+
+    def stats() -> dict[str, Any]:
+        return {
+            "sent_chunks": mic.sent,
+            "mic_chunks": mic.capture.chunks,
+            "mic_dropped": mic.dropped,
+            "overruns": mic.capture.overruns,
+            "received_audio_bytes": sink.received_audio_bytes,
+            "played_audio_bytes": sink.playback.audio_bytes_played,
+            "playback_dropped": sink.playback.dropped,
+        }
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: emit("stats", **stats()))
+    sink.playback.start()
+    mic.capture.start()
     runner = WorkerRunner(handle_sigint=True, handle_sigterm=True)
     await runner.add_workers(worker)
     try:
@@ -170,15 +205,17 @@ async def run(args: argparse.Namespace) -> None:
         else:
             await runner.run()
     finally:
-        sink.close()
-        emit("exit", bot_frames=sink.frames)
+        mic.capture.stop()
+        sink.playback.stop()
+        emit("exit", **stats())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m voiceterm_devkit.baseline_client", description=__doc__)
     parser.add_argument("--url", required=True, help="the bot's ws:// URL")
-    parser.add_argument("--mic", required=True, help="raw S16_LE mono 16 kHz input (looped)")
-    parser.add_argument("--out", required=True, help="raw S16_LE file the bot's audio is appended to")
+    parser.add_argument("--mic", required=True, help="ALSA capture device (16 kHz)")
+    parser.add_argument("--speaker", required=True, help="ALSA playback device (at --bot-rate)")
+    parser.add_argument("--pacing", choices=("device", "wall-clock"), default="device")
     parser.add_argument("--bot-rate", type=int, default=24000, help="the bot's output rate (Hz)")
     parser.add_argument("--seconds", type=float, default=0.0, help="stop after this long; 0 = on SIGTERM")
     parser.add_argument("--log-level", default="WARNING", help="pipecat (loguru) log level on stderr")
