@@ -56,7 +56,6 @@ EX_SOFTWARE = 70  # sysexits: an internal error; systemd restarts on it
 SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
 MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
 EDGE_QUEUE = 64  # button edges / keys waiting for the brain
-PLAYBACK_POLL_S = 0.1  # how often the speaker's "audible" flag is read (RTVI events are not polled)
 STATUS_MIN_INTERVAL_S = 0.25  # at most 4 STATUS= lines a second
 STATUS_REFRESH_S = 5.0  # counters in the STATUS line refresh this often without a state change
 STATUS_LOG_INTERVAL_S = 10.0  # one status change (previous -> new) is logged at most this often
@@ -134,7 +133,7 @@ class Daemon:
     # --- wiring ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        from voiceterm.io.frontend import make_frontend, reference_of
+        from voiceterm.io.frontend_setup import make_frontend, reference_of
         from voiceterm.io.mic import Microphone
         from voiceterm.io.speaker import Speaker
 
@@ -266,6 +265,7 @@ class Daemon:
 
     def _poke(self, source: str = "daemon") -> None:
         """Something the view or the timers depend on may have changed: wake the LED and the timer task."""
+        self._gate_mic()
         self._view_changed.set()
         self._timer_changed.set()
         self._status_changed.set()
@@ -339,6 +339,13 @@ class Daemon:
                 out = self.terminal.mic(chunk.pcm, trio.current_time())
                 if out is not None:
                     self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
+                else:
+                    self._gate_mic()  # the silence tail may have ended
+
+    def _gate_mic(self) -> None:
+        """Tell the mic whether its audio is wanted: while it is not, no chunk wakes this thread."""
+        if self.mic is not None:
+            self.mic.set_wanted(self.terminal.mic_wanted)
 
     async def _link_events(self) -> None:
         async for event in self.link.events:
@@ -389,11 +396,10 @@ class Daemon:
 
     async def _playback_watch(self) -> None:
         """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI
-        (Twilio). RTVI's own speaking events arrive at once; this poll only backs them up, so 100 ms is
-        plenty and keeps the idle loop from waking 50 times a second."""
+        (Twilio). The speaker says when it may have changed; nothing polls."""
         playing = False
         while True:
-            await trio.sleep(PLAYBACK_POLL_S)
+            await self.speaker.playing_changed()
             now_playing = bool(self.speaker and self.speaker.playing)
             if now_playing != playing:
                 playing = now_playing

@@ -307,7 +307,7 @@ class ReceivePath:
         out = self.resampler.process(frames, chunk.sample_rate)
         # The bound: one chunk never costs more than the cap (plus the filter's small delayed tail).
         assert out.shape[0] <= CAP_FRAMES + SPEAKER_RATE, out.shape
-        self.playout.push(out)
+        self.playout.push(out.astype("<i2").tobytes())
         self.playout.pull(480)
 
 

@@ -1,6 +1,8 @@
 """PCM helpers on signed 16-bit little-endian audio: G.711 μ-law, gain, level in dBFS, silence.
 
-Pure numpy, no ``audioop`` (removed in Python 3.13). μ-law follows the ITU-T G.191 reference
+No ``audioop`` (removed in Python 3.13). numpy is imported by the functions that need it, on first use:
+levels and silence are plain Python (a meter reads a chunk's level a few times a second), so a daemon that
+applies no gain and speaks no μ-law never loads it. μ-law follows the ITU-T G.191 reference
 implementation of G.711 bit for bit: the 16-bit sample is taken as a left-justified 14-bit value and
 negative samples are folded with the one's complement (so -1 encodes like 0, as a sign-magnitude
 code). CPython's old ``audioop.lin2ulaw`` rounds negative samples the other way, and so lands one code
@@ -10,8 +12,11 @@ away for some negative inputs; decoding is identical.
 from __future__ import annotations
 
 import math
-
-import numpy as np
+import operator
+import sys
+from array import array
+from functools import lru_cache
+from typing import Any
 
 __all__ = [
     "DBFS_FLOOR",
@@ -27,15 +32,19 @@ DBFS_FLOOR = -120.0
 """The level reported for digital silence (and anything quieter): well below one LSB (-90.3 dBFS)."""
 
 _FULL_SCALE = 32768.0
-_LE_I16 = np.dtype("<i2")
-_LE_U16 = np.dtype("<u2")
-
-_encode_table: np.ndarray | None = None
-_decode_table: np.ndarray | None = None
+_LE_I16 = "<i2"
+_LE_U16 = "<u2"
 
 
-def _build_encode_table() -> np.ndarray:
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _build_encode_table() -> Any:
     """The μ-law code of every 16-bit sample, indexed by the sample's bit pattern (as uint16)."""
+    np = _np()
     x = np.arange(65536, dtype=np.int32)
     x = np.where(x >= 32768, x - 65536, x)  # bit pattern -> signed sample
     negative = x < 0
@@ -55,8 +64,9 @@ def _build_encode_table() -> np.ndarray:
     return code.astype(np.uint8)
 
 
-def _build_decode_table() -> np.ndarray:
+def _build_decode_table() -> Any:
     """The 16-bit sample of every μ-law code (G.191 ulaw_expand)."""
+    np = _np()
     codes = np.arange(256, dtype=np.int32)
     sign = np.where(codes < 0x80, -1, 1)
     mantissa = ~codes & 0xFF  # one's complement of the code
@@ -68,19 +78,16 @@ def _build_decode_table() -> np.ndarray:
     return (sign * magnitude).astype(_LE_I16)
 
 
-def _tables() -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=1)
+def _tables() -> tuple[Any, Any]:
     # Built on first use (about a millisecond): only Twilio mode needs them.
-    global _encode_table, _decode_table
-    if _encode_table is None or _decode_table is None:
-        _encode_table = _build_encode_table()
-        _decode_table = _build_decode_table()
-    return _encode_table, _decode_table
+    return _build_encode_table(), _build_decode_table()
 
 
-def _samples(pcm16: bytes, what: str) -> np.ndarray:
+def _samples(pcm16: bytes, what: str) -> Any:
     if len(pcm16) % 2:
         raise ValueError(f"{what}: PCM16 needs an even byte count, got {len(pcm16)}")
-    return np.frombuffer(pcm16, dtype=_LE_I16)
+    return _np().frombuffer(pcm16, dtype=_LE_I16)
 
 
 def mulaw_encode(pcm16: bytes) -> bytes:
@@ -88,12 +95,13 @@ def mulaw_encode(pcm16: bytes) -> bytes:
     if len(pcm16) % 2:
         raise ValueError(f"mulaw_encode: PCM16 needs an even byte count, got {len(pcm16)}")
     table, _ = _tables()
-    return table[np.frombuffer(pcm16, dtype=_LE_U16)].tobytes()
+    return table[_np().frombuffer(pcm16, dtype=_LE_U16)].tobytes()
 
 
 def mulaw_decode(ulaw: bytes) -> bytes:
     """G.711 μ-law codes to 16-bit little-endian samples."""
     _, table = _tables()
+    np = _np()
     return table[np.frombuffer(ulaw, dtype=np.uint8)].tobytes()
 
 
@@ -105,6 +113,7 @@ def scale(pcm16: bytes, factor: float) -> bytes:
     if not math.isfinite(factor):
         raise ValueError(f"scale: factor must be finite, got {factor!r}")
     x = _samples(pcm16, "scale")
+    np = _np()
     # float64: exact for every int16 times any factor up to rounding of the product itself.
     y = np.rint(x * float(factor))
     np.clip(y, -32768, 32767, out=y)
@@ -123,13 +132,17 @@ def apply_gain_db(pcm16: bytes, gain_db: float) -> bytes:
 def level_dbfs(pcm16: bytes) -> tuple[float, float]:
     """(RMS, peak) level in dBFS, full scale = 32768, so a full-scale square wave reads 0 dBFS.
     Digital silence and empty input read ``DBFS_FLOOR``."""
-    x = _samples(pcm16, "level_dbfs")
-    if x.size == 0:
+    if len(pcm16) % 2:
+        raise ValueError(f"level_dbfs: PCM16 needs an even byte count, got {len(pcm16)}")
+    if not pcm16:
         return DBFS_FLOOR, DBFS_FLOOR
-    xf = x.astype(np.float64)
-    mean_square = float(np.dot(xf, xf)) / x.size
-    peak = float(np.max(np.abs(xf)))
-    return _to_dbfs(math.sqrt(mean_square)), _to_dbfs(peak)
+    x = array("h", pcm16)
+    if sys.byteorder != "little":
+        x.byteswap()
+    mean_square = sum(map(operator.mul, x, x)) / len(x)  # an exact integer sum
+    high, low = max(x), min(x)
+    peak = high if high >= -low else -low
+    return _to_dbfs(math.sqrt(mean_square)), _to_dbfs(float(peak))
 
 
 def _to_dbfs(amplitude: float) -> float:

@@ -414,6 +414,15 @@ class Terminal:
             return bytes(len(pcm))
         return None
 
+    @property
+    def mic_wanted(self) -> bool:
+        """Whether `mic()` would send anything now: while it would not, the mic need not hand chunks over."""
+        if not self.link_up or self.muted:
+            return False
+        if self._config.audio.half_duplex and self.bot_audible:
+            return False
+        return self.turn or self._ptt.mode == "always-on" or self._tail_left > 0
+
     # --- outputs ----------------------------------------------------------------------------------
 
     def conditions(self) -> Conditions:

@@ -19,7 +19,6 @@ before that audio's echo can arrive. Figures measured around the canceller (core
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -31,11 +30,17 @@ import numpy as np
 from voiceterm.config import FRONTEND_RATES, FrontendConfig
 from voiceterm.core.echo_reference import CaptureAligner, PlaybackAligner, ReferenceRing, audible
 from voiceterm.core.echo_stats import EchoMeter
+from voiceterm.io.frontend_setup import (
+    FrontendUnavailable,
+    library_version,
+    load_library,
+    make_frontend,
+    reference_of,
+)
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")
 
-LIBRARY = "pywebrtc_audio"
 RING_S = 4.0  # reference held ahead of the capture side: more than the largest playback buffer
 MARGIN_S = (
     0.010  # the reference is placed this much early: it leads its echo even if the fill is over-reported
@@ -51,29 +56,6 @@ CAPTURE_EXCESS_S = 0.025
 SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
 AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
 FRAME_S = 0.010  # the DSP works on whole 10 ms frames
-
-
-class FrontendUnavailable(Exception):
-    """The DSP library is not installed; the message is one line naming what to install."""
-
-
-def load_library() -> Any:
-    try:
-        import pywebrtc_audio
-    except ImportError:
-        raise FrontendUnavailable(
-            f"{LIBRARY} is not installed (pip install 'voiceterm[frontend]'; no wheel for 32-bit ARM): "
-            "the mic goes to the bot without echo cancellation"
-        ) from None
-    return pywebrtc_audio
-
-
-def library_version() -> str:
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        return f"pywebrtc-audio {version('pywebrtc-audio')}"
-    return "pywebrtc-audio"
 
 
 class _Dsp:
@@ -162,15 +144,17 @@ class FrontEnd:
             "aec_chunks_total": 0,  # chunks that went through the canceller (not idle)
             "resets_total": 0,
             "flushes_total": 0,
+            "capture_gaps_total": 0,  # overruns, and stretches no one wanted the mic: alignment restarts
         }
         self.speech_probability = 0.0
         self.gain_db = 0.0
 
     # --- speaker thread -------------------------------------------------------------------------
 
-    def played(self, block: np.ndarray, play_at: float) -> None:
-        """`block` (int16 at the device rate) was written; its first frame leaves the device at `play_at`."""
+    def played(self, data: bytes, play_at: float) -> None:
+        """`data` (S16_LE at the device rate) was written; its first frame leaves the device at `play_at`."""
         started = time.thread_time_ns()
+        block = np.frombuffer(data, dtype="<i2")
         pos, anchored = self._play.place(block.shape[0], play_at)
         if anchored:
             log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
@@ -226,8 +210,10 @@ class FrontEnd:
         self._reset_requested = True
 
     def capture_discontinuity(self) -> None:
-        """Periods were lost (an overrun): the stream's clock must be found again."""
+        """Periods were lost (an overrun) or not processed (no one wanted them): the stream's clock must be
+        found again."""
         self._capture.reset()
+        self.counters["capture_gaps_total"] += 1
 
     def process(self, data: bytes, stamp: float) -> bytes:
         """One captured chunk (S16_LE at the mic rate, read returned at perf_counter `stamp`) in, the
@@ -343,24 +329,12 @@ class FrontEnd:
         }
 
 
-def reference_of(frontend: FrontEnd | None) -> FrontEnd | None:
-    """What the speaker feeds its blocks to: the front-end when it cancels echo (else nothing to do)."""
-    return frontend if frontend is not None and frontend.cfg.echo_cancellation else None
-
-
-def make_frontend(cfg: FrontendConfig, *, mic_rate: int, device_rate: int) -> tuple[FrontEnd | None, str]:
-    """The front-end the configuration asks for, or (None, why not: "off" when turned off). mode "on"
-    without the library is a configuration error caught before this (voiceterm/parts.py); "auto" says
-    why once and goes on raw."""
-    if cfg.mode == "off" or not (
-        cfg.echo_cancellation or cfg.noise_suppression or cfg.high_pass or cfg.auto_gain
-    ):
-        return None, "off"
-    try:
-        return FrontEnd(cfg, mic_rate=mic_rate, device_rate=device_rate), ""
-    except FrontendUnavailable as e:
-        log.warning("audio front-end unavailable: %s", e)
-        return None, str(e)
-
-
-__all__ = ["FrontEnd", "FrontendUnavailable", "load_library", "make_frontend", "reference_of"]
+__all__ = [
+    "AEC_IDLE_S",
+    "FrontEnd",
+    "FrontendUnavailable",
+    "library_version",
+    "load_library",
+    "make_frontend",
+    "reference_of",
+]
