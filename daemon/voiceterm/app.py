@@ -54,7 +54,6 @@ log = logging.getLogger("voiceterm")
 
 EX_SOFTWARE = 70  # sysexits: an internal error; systemd restarts on it
 SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
-MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
 EDGE_QUEUE = 64  # button edges / keys waiting for the brain
 STATUS_MIN_INTERVAL_S = 0.25  # at most 4 STATUS= lines a second
 STATUS_REFRESH_S = 5.0  # counters in the STATUS line refresh this often without a state change
@@ -157,14 +156,12 @@ class Daemon:
                 on_fault=self._fault_cb("capture"),
                 frontend=self.frontend,
             )
-            mic_send, mic_recv = trio.open_memory_channel(MIC_QUEUE)
             edge_send, edge_recv = trio.open_memory_channel(EDGE_QUEUE)
             await nursery.start(self.speaker.run)
-            await nursery.start(self.mic.run, mic_send)
+            await nursery.start(self.mic.run, self._mic_chunk)
             await self._start_panel(nursery, edge_send)
             await nursery.start(self.link.run)
             await nursery.start(self.integrations.run)
-            nursery.start_soon(self._mic_pump, mic_recv)
             nursery.start_soon(self._contained, self._link_events, "bot event")
             nursery.start_soon(self._inputs, edge_recv)
             nursery.start_soon(self._timers)
@@ -332,15 +329,14 @@ class Daemon:
 
         return on_fault
 
-    async def _mic_pump(self, recv: trio.MemoryReceiveChannel) -> None:
-        async with recv:
-            async for chunk in recv:
-                self.counters["mic_chunks_pumped_total"] += 1
-                out = self.terminal.mic(chunk.pcm, trio.current_time())
-                if out is not None:
-                    self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
-                else:
-                    self._gate_mic()  # the silence tail may have ended
+    def _mic_chunk(self, chunk: Any) -> None:
+        """One captured chunk, called on the event loop as the mic hands it over: no queue, no task switch."""
+        self.counters["mic_chunks_pumped_total"] += 1
+        out = self.terminal.mic(chunk.pcm, trio.current_time())
+        if out is not None:
+            self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
+        else:
+            self._gate_mic()  # the silence tail may have ended
 
     def _gate_mic(self) -> None:
         """Tell the mic whether its audio is wanted: while it is not, no chunk wakes this thread."""

@@ -34,7 +34,7 @@ from voiceterm_devkit.daemonproc import DaemonProcess, RssSampler, memory_kib
 
 MIC_RATE = 16000
 MAX_MESSAGE_BYTES = 256 * 1024  # the daemon's bot.max_message_bytes in the campaign
-MIC_QUEUE = 8  # app.MIC_QUEUE: chunks that may be on their way from the mic to the pump at any moment
+MIC_QUEUE = 8  # chunks the mic thread may have handed to the event loop and it has not run yet (a bound)
 KINDS = ("kill", "blackhole", "garbage", "oversized", "flood", "device", "sighup")
 
 

@@ -5,6 +5,8 @@ the front-end told of the gap. Real alsa-lib file PCMs; no timing is asserted.""
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,9 @@ from voiceterm_devkit.alsa_files import noise, write_raw
 
 if TYPE_CHECKING:
     from .conftest import AlsaEnv
+
+if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 only
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.alsa
 
@@ -115,3 +120,47 @@ async def test_the_front_end_runs_only_on_wanted_chunks_and_is_told_of_the_gap(
     # Every chunk read and not gated went through the DSP (a few more than received: the last ones
     # were in flight when the nursery ended); no gated chunk did.
     assert frontend.stats()["chunks_total"] == stats["chunks_total"] - stats["gated_total"]
+
+
+async def test_a_function_gets_each_chunk_at_once_and_its_exception_ends_run(
+    alsa_env: AlsaEnv, audio_config: Any
+) -> None:
+    samples = noise(CHUNK * 400, seed=7)
+    mic_file(alsa_env, samples)
+    got: list[MicChunk] = []
+    six = trio.Event()
+
+    def take(chunk: MicChunk) -> None:
+        got.append(chunk)
+        if len(got) == 6:
+            six.set()
+        if len(got) == 8:
+            raise RuntimeError("the consumer broke")
+
+    mic = Microphone(audio_config())
+    with trio.fail_after(10):
+        with pytest.raises(BaseExceptionGroup) as raised:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mic.run, take)
+                await six.wait()
+                assert [c.pcm for c in got] == chunks_of(samples)[:6]
+    assert raised.group_contains(RuntimeError, match="the consumer broke")
+    assert len(got) == 8  # nothing more after the exception
+    assert not [t for t in threading.enumerate() if t.name == "voiceterm-capture"]  # the thread stopped
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 40])
+async def test_chunk_ms_sets_the_capture_period(alsa_env: AlsaEnv, audio_config: Any, chunk_ms: int) -> None:
+    frames = 16 * chunk_ms
+    samples = noise(frames * 50, seed=8)
+    mic_file(alsa_env, samples)
+    mic = Microphone(audio_config(chunk_ms=chunk_ms))
+    assert mic.chunk_bytes == 2 * frames
+    send, recv = trio.open_memory_channel[MicChunk](100)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mic.run, send)
+            got = [await recv.receive() for _ in range(5)]
+            nursery.cancel_scope.cancel()
+    expected = [samples[i * frames : (i + 1) * frames].tobytes() for i in range(5)]
+    assert [c.pcm for c in got] == expected

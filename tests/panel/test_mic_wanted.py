@@ -102,3 +102,15 @@ def test_always_on_wants_the_mic_while_connected_and_not_muted() -> None:
     rig.key("m")
     rig.link(LinkState.CONNECTING)
     assert not rig.term.mic_wanted
+
+
+def test_the_silence_tail_counts_chunks_of_chunk_ms() -> None:
+    rig = Rig({"audio": {"chunk_ms": 40}, "push_to_talk": {"tail_ms": 300}})
+    rig.link(LinkState.READY)
+    rig.edge(True, 101.0)
+    rig.edge(False, 102.0)
+    rig.advance(102.1)
+    tail = []
+    while rig.term.mic_wanted:
+        tail.append(rig.term.mic(CHUNK * 2, rig.now))
+    assert tail == [bytes(len(CHUNK) * 2)] * 8  # 300 ms of 40 ms chunks, rounded up

@@ -549,8 +549,9 @@ class Terminal:
             out.append(SendMessage(push_to_talk("stop")))
         if why != "mute" and self._ptt.mode != "always-on" and self._ptt.tail_ms > 0:
             # A VAD-only server ends the user's turn after hearing silence; stream it rather than go quiet.
-            period_ms = self._config.audio.period_ms
-            self._tail_left = math.ceil(self._ptt.tail_ms / period_ms)
+            audio = self._config.audio
+            chunk_ms = audio.chunk_ms or audio.period_ms  # one mic chunk per capture period
+            self._tail_left = math.ceil(self._ptt.tail_ms / chunk_ms)
             self._tail_deadline = now + self._ptt.tail_ms / 1000 + TAIL_GRACE_S
         # "thinking" waits for the answer; a bot already audible at the release is answering (or echoing).
         self._thinking_since = None if self.bot_audible else now

@@ -432,6 +432,12 @@ class DeviceWorker:
     def _thread_crashed(self, exc: BaseException) -> None:
         self._crash = exc
 
+    def _fail(self, exc: BaseException) -> None:
+        """End `run()` with `exc` (trio thread): the device thread is stopped on the way out."""
+        self._crash = exc
+        if self._done is not None:
+            self._done.set()
+
     def _wake(self) -> None:
         """Wake the thread if it waits on something besides the stop event (subclasses)."""
 

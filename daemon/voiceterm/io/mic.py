@@ -86,7 +86,8 @@ class Microphone(DeviceWorker):
             on_fault=on_fault,
         )
         self.sample_rate = sample_rate or audio.recorder_sample_rate
-        self.chunk_frames = max(1, self.sample_rate * audio.period_ms // 1000)
+        chunk_ms = audio.chunk_ms or audio.period_ms  # one capture period per chunk
+        self.chunk_frames = max(1, self.sample_rate * chunk_ms // 1000)
         self.chunk_bytes = 2 * self.chunk_frames
         self.gain_db = audio.mic_gain_db
         self.wall_clock = audio.pacing == "wall-clock"
@@ -97,7 +98,7 @@ class Microphone(DeviceWorker):
         self._latest: tuple[bytes, float] = (b"", 0.0)
         self._level_of: tuple[bytes, float] = self._latest
         self._level: tuple[float, float] = (DBFS_FLOOR, DBFS_FLOOR)
-        self._send: trio.MemorySendChannel[MicChunk] | None = None
+        self._send: trio.MemorySendChannel[MicChunk] | Callable[[MicChunk], None] | None = None
         self._chunks_total = 0
         self._overruns_total = 0
         self._dropped_total = 0
@@ -109,11 +110,13 @@ class Microphone(DeviceWorker):
 
     async def run(
         self,
-        send: trio.MemorySendChannel[MicChunk],
+        send: trio.MemorySendChannel[MicChunk] | Callable[[MicChunk], None],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Capture until cancelled. Full channel: the chunk is dropped and counted (never blocks)."""
+        """Capture until cancelled, handing each chunk to `send` on the trio thread: a channel (full: the
+        chunk is dropped and counted; never blocks), or a function called with it at once (no queue and
+        no task switch per chunk; an exception it raises ends run() with it)."""
         self._send = send
         await self._run_worker(task_status)
 
@@ -167,6 +170,13 @@ class Microphone(DeviceWorker):
     def _deliver(self, chunk: MicChunk) -> None:
         send = self._send
         if send is None:
+            return
+        if not isinstance(send, trio.MemorySendChannel):
+            try:
+                send(chunk)
+            except Exception as e:  # the consumer's bug must not become a TrioInternalError
+                self._send = None
+                self._fail(e)
             return
         try:
             send.send_nowait(chunk)
