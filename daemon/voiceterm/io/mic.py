@@ -208,6 +208,8 @@ class Microphone(DeviceWorker):
         gated = False  # the last read was not wanted: the front-end's stream has a gap
         while not stop.is_set():
             if not self._want:
+                if not gated and self.frontend is not None:
+                    self.frontend.capture_paused()
                 gated = True
                 self._gate.wait(IDLE_BURST_PERIODS * period_s)  # at once when wanted (or stopping)
                 if stop.is_set():
