@@ -13,7 +13,7 @@ types 6 and 7, a stray or mismatched end of group) is a `WireError`. One rule is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -127,18 +127,42 @@ def _skip(data: bytes, pos: int, number: int, wire_type: int, depth: int = 0) ->
     raise WireError(f"wire type {wire_type}")
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """Every field of a message body, in order: (number, wire type, value or length, end position)."""
+def _fields(data: bytes) -> list[tuple[int, int, int, int]]:
+    """Every field of a message body, in order: (number, wire type, value or length, end position).
+    One-byte tags, varints and lengths (nearly all of them) are read inline: this runs for every message."""
+    out = []
     pos = 0
     end = len(data)
-    for _ in range(MAX_FIELDS):
-        if pos >= end:
-            return
-        number, wire_type, pos = _tag(data, pos)
-        value, pos = _skip(data, pos, number, wire_type)
-        yield number, wire_type, value, pos
-    if pos < end:
-        raise WireError(f"more than {MAX_FIELDS} fields")
+    while pos < end:
+        if len(out) >= MAX_FIELDS:
+            raise WireError(f"more than {MAX_FIELDS} fields")
+        tag = data[pos]
+        if tag < 0x80 and tag >= 8:  # a one-byte tag of a field number from 1 to 15
+            pos += 1
+            number, wire_type = tag >> 3, tag & 7
+        else:
+            number, wire_type, pos = _tag(data, pos)
+        if wire_type in (VARINT, LEN):
+            value = 0
+            shift = 0
+            while True:  # the varint, inline (as _varint)
+                if pos >= end or shift > 63:
+                    raise WireError("truncated varint" if pos >= end else "varint longer than 10 bytes")
+                byte = data[pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            value &= _MASK64
+            if wire_type == LEN:
+                pos += value
+                if pos > end:
+                    raise WireError("length-delimited field runs past the end")
+        else:
+            value, pos = _skip(data, pos, number, wire_type)
+        out.append((number, wire_type, value, pos))
+    return out
 
 
 def _merge(kind: str, schema: dict[int, tuple[str, str]], body: bytes, out: dict[str, Any]) -> None:
@@ -179,7 +203,9 @@ def decode_frame(data: bytes) -> tuple[str | None, dict[str, Any]]:
     return kind, fields
 
 
+@lru_cache(maxsize=256)
 def _varint_bytes(n: int) -> bytes:
+    """Base-128 varint; cached (the same chunk lengths and rates come every time)."""
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
