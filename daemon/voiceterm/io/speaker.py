@@ -391,6 +391,15 @@ class Speaker(DeviceWorker):
                         self._time_written(first, bot, self.last_write_at, ahead / rate)
                     else:
                         self._drop_pending = True  # flushed while this block was on its way in
+                    # Playing on, with no room for the next period: sleep until there is, without a
+                    # second pass of the loop (a flush, an earcon or stop rings the bell meanwhile).
+                    free = buffer - fill_after
+                    if free < period and not self._drop_pending and playout.available() >= period:
+                        self._tell_playing()
+                        self._writer_waits = "room"
+                        sleep = (period - free) / rate
+            if sleep is not None:
+                self._bell.wait(max(MIN_WAIT_S, sleep))
 
     def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
