@@ -1,5 +1,5 @@
 """The microphone: one long-lived ALSA capture PCM read on its own thread, one period per chunk, handed to
-trio as `MicChunk`s through a bounded channel.
+trio as `MicChunk`s (to a function called on the event loop, or through a bounded channel).
 
 The handle is opened once and kept (reopening per turn is what makes USB mics report "device busy"); it is
 reopened by name with backoff only when the device fails. A read that reports an overrun is a dropped
@@ -11,9 +11,9 @@ over: the chunk's `pcm` is the processed audio and `raw` what the device gave (a
 
 While no one wants the audio (`set_wanted(False)`: no turn open in hold or toggle mode, muted, link down),
 nothing is handed over, so the event loop is not woken 50 times a second for chunks it would drop, and the
-thread reads what accumulated in bursts, every `IDLE_BURST_PERIODS` periods, instead of once a period: the
-device must still be read (an unread capture buffer overruns), and `level` still follows the room. Chunks
-read so are counted in `gated_total`. `set_wanted(True)` wakes the thread at once: it hands over the
+thread reads what accumulated in bursts, when three quarters of the capture buffer have filled, instead of
+once a period: the device must still be read (an unread capture buffer overruns), and `level` still follows
+the room. Chunks read so are counted in `gated_total`. `set_wanted(True)` wakes the thread at once: it hands over the
 newest whole period (the one that ends at the press, as before) and reads one period at a time again; the
 older ones in the buffer were captured before anyone wanted them and are counted as gated.
 """
@@ -48,9 +48,9 @@ CAPTURE_MIN_PERIODS = (
     8  # a deeper capture buffer costs no latency (reads return per period) and rides out stalls
 )
 BURST_END_READS = 50  # good reads in a row that end an overrun burst (one second at 20 ms periods)
-# While no one wants the mic, read every this many periods: three quarters of the capture buffer, the rest
-# rides out a late wake-up (an overrun then would only lose audio no one wanted, and is counted).
-IDLE_BURST_PERIODS = CAPTURE_MIN_PERIODS * 3 // 4
+# While no one wants the mic, read after three quarters of the capture buffer (the buffer ALSA granted) has
+# filled; the rest rides out a late wake-up (an overrun then would only lose audio no one wanted, and counts).
+IDLE_BURST_FILL = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +200,7 @@ class Microphone(DeviceWorker):
 
     def _serve(self, pcm: AlsaPcm) -> None:
         period_s = pcm.period_frames / pcm.rate
+        idle_wait_s = max(1, int(pcm.buffer_frames // pcm.period_frames * IDLE_BURST_FILL)) * period_s
         pacer = CapturePacer(period_s) if self.wall_clock else None
         detector = UnclockedDetector(UNCLOCKED_READS)
         pending = bytearray()
@@ -211,7 +212,7 @@ class Microphone(DeviceWorker):
                 if not gated and self.frontend is not None:
                     self.frontend.capture_paused()
                 gated = True
-                self._gate.wait(IDLE_BURST_PERIODS * period_s)  # at once when wanted (or stopping)
+                self._gate.wait(idle_wait_s)  # at once when wanted (or stopping)
                 if stop.is_set():
                     return
                 # Everything readable now: all of it is gated if the mic is still not wanted; else all
