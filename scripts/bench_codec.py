@@ -15,10 +15,11 @@ import sys
 import timeit
 from collections.abc import Callable
 
-from voiceterm.protocol import frames_pb2, rtvi
+from voiceterm.protocol import rtvi
 from voiceterm.protocol.mulaw import mulaw_decode, mulaw_encode
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
+from voiceterm_devkit import frames_pb2
 from voiceterm_devkit.alsa_files import speech_like
 
 TARGET_US = 10.0

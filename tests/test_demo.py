@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import trio
 
-from voiceterm.protocol import frames_pb2
-from voiceterm_devkit import demo
+from voiceterm_devkit import demo, frames_pb2
 from voiceterm_devkit.bot import event_is
 
 pipecat = pytest.importorskip("pipecat", reason="the demo bot needs the bot extra (pipecat-ai)")

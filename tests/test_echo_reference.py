@@ -72,6 +72,53 @@ def test_a_flush_silences_everything_planned_after_it_and_wraps_around() -> None
     assert not out[400:].any()
 
 
+def test_silence_costs_nothing_past_the_last_sound_and_overwrites_sound_before_it() -> None:
+    ring = ReferenceRing(1000)
+    ring.read(0, 100)
+    ring.write(100, ramp(100, 200))
+    assert ring.sound_end == 300
+    ring.write_silence(300, 400)  # past the last sound: nothing to store
+    assert ring.sound_end == 300 and ring.counters.written_samples == 600
+    ring.write_silence(250, 20)  # over sound (a stream that moved): the slots are silenced
+    out = ring.read(100, 600)
+    assert np.array_equal(out[:150], ramp(100, 150)) and not out[150:170].any()
+    assert np.array_equal(out[170:200], ramp(270, 30)) and not out[200:].any()
+    silent = ring.read(700, 100)  # nothing but silence ahead: a shared zero array, never a copy
+    assert not silent.any() and not silent.flags.writeable
+    ring.write_silence(600, 50)  # late silence missed nothing
+    assert ring.counters.late_silence == 50 and ring.counters.late_samples == 0
+
+
+def test_silence_past_a_stalled_reader_pushes_the_oldest_out_and_counts_it() -> None:
+    ring = ReferenceRing(1000)
+    ring.read(0, 10)
+    ring.write(10, ramp(10, 500))
+    ring.write_silence(510, 1000)
+    assert ring.counters.overflow_samples == 500
+    assert not ring.read(510, 1000).any()  # the sound pushed out is gone from the storage too
+    ring.write(1510, ramp(0, 10))
+    assert np.array_equal(ring.read(1510, 10), ramp(0, 10))
+
+
+def test_a_reader_that_paused_starts_afresh_without_late_or_overflow_counts() -> None:
+    ring = ReferenceRing(1000)
+    ring.read(0, 100)
+    ring.restart_reader()
+    ring.write(5000, ramp(5000, 1500))  # far ahead: no one was reading
+    ring.write(4000, ramp(4000, 10))
+    assert ring.counters.overflow_samples == 0 and ring.counters.late_samples == 0
+    assert np.array_equal(ring.read(5600, 100), ramp(5600, 100))
+
+
+def test_a_flush_moves_the_last_sound_back() -> None:
+    ring = ReferenceRing(1000)
+    ring.read(0, 100)
+    ring.write(100, ramp(100, 500))
+    ring.clear_from(300)
+    assert ring.sound_end == 300
+    assert np.array_equal(ring.read(100, 500)[:200], ramp(100, 200))
+
+
 def test_the_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         ReferenceRing(0)

@@ -1,5 +1,5 @@
-"""Optional parts: a plain configuration runs without GPIO, the start endpoint's HTTP client or the Twilio codec
-ever being imported, and a configuration that asks for a part that is not installed is one clear line (exit
+"""Optional parts: a plain configuration runs without GPIO, the start endpoint's HTTP client, the Twilio codec
+or a protobuf runtime ever being imported, and a configuration that asks for a part that is not installed is one clear line (exit
 78). "Not installed" is made real for a child process: a sitecustomize blocks the imports (a None entry in
 sys.modules makes any `import` of it fail), so the real `voiceterm` command runs as on a plain install.
 """
@@ -21,7 +21,9 @@ from voiceterm_devkit.alsa_files import AlsaFileConfig, noise, write_raw
 from voiceterm_devkit.bot import BotProcess, event_is
 from voiceterm_devkit.daemonproc import DaemonProcess
 
-BLOCKED = ("gpiozero", "httpx", "voiceterm.protocol.twilio", "pywebrtc_audio")
+# protobuf is not a dependency of the daemon (protocol/pbwire.py reads and writes pipecat's frames): blocked
+# here, a turn over protobuf frames proves it is never imported.
+BLOCKED = ("gpiozero", "httpx", "voiceterm.protocol.twilio", "pywebrtc_audio", "google.protobuf")
 
 
 @pytest.fixture

@@ -62,9 +62,7 @@ from voiceterm.protocol.registry import get_serializer
 log = logging.getLogger("voiceterm")
 
 SHUTDOWN_GRACE_S = 0.8  # SIGTERM must end the process within a second
-MIC_QUEUE = 8  # captured chunks waiting for the pump (160 ms at 20 ms); drop-newest beyond, counted
 EDGE_QUEUE = 64  # button edges / keys waiting for the brain
-PLAYBACK_POLL_S = 0.1  # how often the speaker's "audible" flag is read (RTVI events are not polled)
 STATUS_LOG_INTERVAL_S = 10.0  # one status change (previous -> new) is logged at most this often
 BOT_EVENT_ERROR_LOG_S = 60.0  # a bot event that could not be handled: one journal line a minute at most
 
@@ -144,7 +142,7 @@ class Daemon:
     # --- wiring ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        from voiceterm.io.frontend import make_frontend, reference_of
+        from voiceterm.io.frontend_setup import make_frontend, reference_of
         from voiceterm.io.mic import Microphone
         from voiceterm.io.speaker import Speaker
 
@@ -168,14 +166,12 @@ class Daemon:
                 on_fault=self._fault_cb("capture"),
                 frontend=self.frontend,
             )
-            mic_send, mic_recv = trio.open_memory_channel(MIC_QUEUE)
             edge_send, edge_recv = trio.open_memory_channel(EDGE_QUEUE)
             await nursery.start(self.speaker.run)
-            await nursery.start(self.mic.run, mic_send)
+            await nursery.start(self.mic.run, self._mic_chunk)
             await self._start_panel(nursery, edge_send)
             await nursery.start(self.link.run)
             await nursery.start(self.integrations.run)
-            nursery.start_soon(self._mic_pump, mic_recv)
             nursery.start_soon(self._contained, self._link_events, "bot event")
             nursery.start_soon(self._inputs, edge_recv)
             nursery.start_soon(self._timers)
@@ -256,7 +252,9 @@ class Daemon:
 
     def _poke(self, source: str = "daemon") -> None:
         """Something the view or the timers depend on may have changed: wake the LED, the timer task and the
-        STATUS= reporter, and publish the events for what the terminal's state shows now."""
+        STATUS= reporter, tell the mic whether its audio is wanted, and publish the events for what the
+        terminal's state shows now."""
+        self._gate_mic()
         self._view_changed.set()
         self._timer_changed.set()
         self.status.changed()
@@ -314,13 +312,19 @@ class Daemon:
 
         return on_fault
 
-    async def _mic_pump(self, recv: trio.MemoryReceiveChannel) -> None:
-        async with recv:
-            async for chunk in recv:
-                self.counters["mic_chunks_pumped_total"] += 1
-                out = self.terminal.mic(chunk.pcm, trio.current_time())
-                if out is not None:
-                    self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
+    def _mic_chunk(self, chunk: Any) -> None:
+        """One captured chunk, called on the event loop as the mic hands it over: no queue, no task switch."""
+        self.counters["mic_chunks_pumped_total"] += 1
+        out = self.terminal.mic(chunk.pcm, trio.current_time())
+        if out is not None:
+            self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
+        else:
+            self._gate_mic()  # the silence tail may have ended
+
+    def _gate_mic(self) -> None:
+        """Tell the mic whether its audio is wanted: while it is not, no chunk wakes this thread."""
+        if self.mic is not None:
+            self.mic.set_wanted(self.terminal.state().mic_wanted)
 
     async def _link_events(self) -> None:
         async for event in self.link.events:
@@ -369,11 +373,10 @@ class Daemon:
 
     async def _playback_watch(self) -> None:
         """Feed 'local speaker audible' to the brain: the bot-speaking fallback when the server sends no RTVI
-        (Twilio). RTVI's own speaking events arrive at once; this poll only backs them up, so 100 ms is
-        plenty and keeps the idle loop from waking 50 times a second."""
+        (Twilio). The speaker says when it may have changed; nothing polls."""
         playing = False
         while True:
-            await trio.sleep(PLAYBACK_POLL_S)
+            await self.speaker.playing_changed()
             now_playing = bool(self.speaker and self.speaker.playing)
             if now_playing != playing:
                 playing = now_playing

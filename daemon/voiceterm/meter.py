@@ -81,7 +81,7 @@ async def _daemon_figures(cfg: Config, out: list[str]) -> None:
 
 
 async def _meter(cfg: Config, seconds: float) -> int:
-    from voiceterm.io.frontend import make_frontend
+    from voiceterm.io.frontend_setup import make_frontend
     from voiceterm.io.mic import Microphone
 
     faults: list[str | None] = []

@@ -34,7 +34,7 @@ from voiceterm_devkit.daemonproc import DaemonProcess, RssSampler, memory_kib
 
 MIC_RATE = 16000
 MAX_MESSAGE_BYTES = 256 * 1024  # the daemon's bot.max_message_bytes in the campaign
-MIC_QUEUE = 8  # app.MIC_QUEUE: chunks that may be on their way from the mic to the pump at any moment
+MIC_QUEUE = 8  # chunks the mic thread may have handed to the event loop and it has not run yet (a bound)
 KINDS = ("kill", "blackhole", "garbage", "oversized", "flood", "device", "sighup")
 
 
@@ -372,13 +372,15 @@ class Campaign:
             "unaccounted_link_to_speaker": received - link_dropped - stale - into_speaker,
         }
         by_terminal = term["mic_chunks_sent_total"] + term["tail_chunks_sent_total"]
-        in_flight = cap["chunks_total"] - cap["dropped_total"] - daemon["mic_chunks_pumped_total"]
+        gated = cap.get("gated_total", 0)  # read while no one wanted the mic: never handed over
+        in_flight = cap["chunks_total"] - cap["dropped_total"] - gated - daemon["mic_chunks_pumped_total"]
         bot_heard = self.bot.audio_in_total()
         up = {
             "unit": "20 ms chunks (bot side: bytes)",
             "captured": cap["chunks_total"],
             "to_send_by_terminal": by_terminal,
-            "not_sent_by_design_muted_or_link_down": daemon["mic_chunks_pumped_total"] - by_terminal,
+            "not_sent_by_design_muted_or_link_down": daemon["mic_chunks_pumped_total"] - by_terminal + gated,
+            "of_which_not_handed_over_by_the_mic": gated,
             "sent": link["sent_audio_total"],
             "dropped_counted": {
                 "capture_overruns": cap["overruns_total"],

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import trio
 
-from voiceterm.protocol import frames_pb2
+from voiceterm_devkit import frames_pb2
 from voiceterm_devkit.netfaults import serve_on_free_port
 
 OP_CONTINUATION = 0x0

@@ -5,7 +5,7 @@ the daemon against (`voiceterm ÷ floor`).
 
 A paced capture thread (pyalsaaudio, the daemon's period and buffer) hands each 20 ms chunk to trio with
 `TrioToken.run_sync_soon` into a bounded memory channel; a trio task encodes it as a pipecat protobuf frame
-(the daemon's generated `frames_pb2`) and sends it with trio-websocket. Another task receives, decodes and
+(the generated `frames_pb2`) and sends it with trio-websocket. Another task receives, decodes and
 queues bot audio for a paced playback thread. Nothing else: no playout buffer beyond a queue, no resampler,
 no status, no events, no reconnects, no latency recorders. It sends RTVI `client-ready` once, as the daemon
 does, so the bot treats it as the same kind of client.
@@ -28,7 +28,7 @@ import trio
 import trio_websocket
 from google.protobuf.message import DecodeError
 
-from voiceterm.protocol import frames_pb2
+from voiceterm_devkit import frames_pb2
 from voiceterm_devkit.bench_alsa import PacedCapture, PacedPlayback
 
 MIC_QUEUE_CHUNKS = 32  # chunks waiting for the sender (640 ms); more are dropped and counted

@@ -42,12 +42,13 @@ from voiceterm.core import stream_reporter as sr
 from voiceterm.core.playout import PlayoutBuffer
 from voiceterm.core.resample import StreamResampler
 from voiceterm.core.terminal import Terminal
-from voiceterm.protocol import frames_pb2, rtvi, rtvi_parse
+from voiceterm.protocol import rtvi, rtvi_parse
 from voiceterm.protocol.base import Serializer, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.twilio import TwilioSerializer
+from voiceterm_devkit import frames_pb2
 
 __all__ = [
     "check_frame",
@@ -308,7 +309,7 @@ class ReceivePath:
         out = self.resampler.process(frames, chunk.sample_rate)
         # The bound: one chunk never costs more than the cap (plus the filter's small delayed tail).
         assert out.shape[0] <= CAP_FRAMES + SPEAKER_RATE, out.shape
-        self.playout.push(out)
+        self.playout.push(out.astype("<i2").tobytes())
         self.playout.pull(480)
 
 

@@ -23,7 +23,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
-from voiceterm.protocol import frames_pb2
+from voiceterm_devkit import frames_pb2
 
 __all__ = ["HostileBot", "audio", "message", "nested", "rtvi"]
 

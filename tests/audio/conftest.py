@@ -53,6 +53,14 @@ def audio_config() -> Callable[..., AudioConfig]:
 
 
 @pytest.fixture
+def speaker_env(alsa_env: AlsaEnv) -> AlsaEnv:
+    """A playback file PCM named "spk" writing to out.raw."""
+    alsa_env.config.add_playback("spk", alsa_env.path("out.raw"))
+    alsa_env.apply()
+    return alsa_env
+
+
+@pytest.fixture
 def no_earcons() -> EarconsConfig:
     return EarconsConfig(enabled=False)
 

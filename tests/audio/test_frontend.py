@@ -169,9 +169,9 @@ def test_a_flush_silences_the_reference_that_was_planned_after_it() -> None:
     for k in range(16):  # 320 ms queued ahead in the device, playing from 100 ms on
         fe.played(block, base + 0.1 + 0.02 * k)
     fe.flushed(base + 0.2)  # dropped at 200 ms: what was to play after it never will
+    fe._take_reference()  # what the capture thread does first for every chunk
     start = math.floor(fe._play.position(base + 0.1))  # where the first block went (margin included)
-    with fe._lock:
-        ref = fe._ring.read(start, round(0.3 * MIC))
+    ref = fe._ring.read(start, round(0.3 * MIC))
     played = round(0.1 * MIC)
     assert (ref[8 : played - 8] > 900).all()
     assert not ref[played:].any()
@@ -229,3 +229,33 @@ def test_off_or_nothing_enabled_means_no_front_end() -> None:
 def test_a_mic_rate_the_canceller_cannot_run_at_means_raw_audio_and_says_why(rate: int) -> None:
     fe, why = make_frontend(FrontendConfig(), mic_rate=rate, device_rate=SPK)
     assert fe is None and f"the mic runs at {rate} Hz" in why
+
+
+def test_the_speaker_thread_only_queues_and_the_capture_side_places_blocks_before_it_reads() -> None:
+    fe = FrontEnd(ECHO_ONLY, mic_rate=MIC, device_rate=SPK)
+    now = time.perf_counter()
+    chunk = np.zeros(320, np.int16).tobytes()
+    fe.process(chunk, now)
+    for k in range(5):  # queued ahead: playing from 100 ms on
+        fe.played(np.full(480, 1000, np.int16).tobytes(), now + 0.1 + 0.02 * k)
+    assert fe.stats()["reference_frames_total"] == 0  # queued: nothing done on the speaker's thread
+    fe.process(chunk, now + 0.02)
+    stats = fe.stats()
+    assert stats["reference_frames_total"] == pytest.approx(5 * 320, abs=2)  # soxr holds one sample back
+    assert stats["reference_late_frames_total"] == 0
+
+
+def test_while_no_one_wants_the_mic_only_the_last_second_played_is_kept() -> None:
+    fe = FrontEnd(ECHO_ONLY, mic_rate=MIC, device_rate=SPK)
+    now = time.perf_counter()
+    chunk = np.zeros(320, np.int16).tobytes()
+    fe.process(chunk, now)
+    fe.capture_paused()
+    for k in range(500):  # ten seconds of speech played while the mic was not wanted
+        fe.played(np.full(480, 1000, np.int16).tobytes(), now + 0.02 * k)
+    fe.capture_discontinuity()  # wanted again
+    fe.process(chunk, now + 10.0)
+    stats = fe.stats()
+    assert stats["reference_frames_total"] == pytest.approx(50 * 320, abs=2)  # the newest (PAUSED_BLOCKS)
+    assert stats["reference_overflow_frames_total"] == 0 and stats["reference_late_frames_total"] == 0
+    assert stats["capture_gaps_total"] == 1

@@ -41,13 +41,6 @@ def band_limited(n: int, rate: int, seed: int = 3) -> np.ndarray:
     return np.round(y / np.abs(y).max() * 12000).astype("<i2")
 
 
-@pytest.fixture
-def speaker_env(alsa_env: AlsaEnv) -> AlsaEnv:
-    alsa_env.config.add_playback("spk", alsa_env.path("out.raw"))
-    alsa_env.apply()
-    return alsa_env
-
-
 async def test_playback_writes_exactly_what_was_queued(
     speaker_env: AlsaEnv, audio_config: Any, no_earcons: EarconsConfig, wait_until: Any
 ) -> None:
@@ -71,7 +64,9 @@ async def test_playback_writes_exactly_what_was_queued(
     start = int(np.flatnonzero(out)[0])
     np.testing.assert_array_equal(out[start : start + signal.shape[0]], signal)
     assert not out[start + signal.shape[0] :].any()  # silence after it, nothing repeated
-    assert start <= 3 * PERIOD  # behind at most the idle silence the device holds
+    # Behind at most the idle silence the device holds: an idle speaker tops its whole buffer up (audio
+    # that arrives at real time waits out its pre-roll meanwhile, and starts behind the low fill).
+    assert start <= BUFFER
     stats = spk.stats()
     assert stats["underruns_total"] == 0 and stats["xruns_total"] == 0
     assert stats["resampled_chunks_total"] == 0 and stats["dropped_frames_total"] == 0

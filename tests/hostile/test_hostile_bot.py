@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from voiceterm.protocol import frames_pb2
+from voiceterm_devkit import frames_pb2
 from voiceterm_devkit.hostile_bot import audio, message, nested, nested_json, rtvi
 
 from .conftest import Hostile

@@ -19,7 +19,7 @@ import trio.testing
 import trio_websocket
 from trio_websocket import ConnectionClosed
 
-from voiceterm.protocol import frames_pb2
+from voiceterm_devkit import frames_pb2
 
 Handler = Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voiceterm.protocol import frames_pb2, rtvi
+from voiceterm.protocol import rtvi
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import (
     AudioChunk,
@@ -20,6 +20,7 @@ from voiceterm.protocol.events import (
 )
 from voiceterm.protocol.protobuf import ProtobufSerializer
 from voiceterm.protocol.rtvi_events import BotInterrupted, BotReady
+from voiceterm_devkit import frames_pb2
 
 from .test_rtvi import json_values
 

@@ -1,6 +1,7 @@
 """frames.proto is pipecat's schema: same package, messages, field names, numbers, types, labels and
-oneof, checked against the installed pipecat-ai (its .proto and its generated module), and our
-generated frames_pb2.py is up to date with our .proto."""
+oneof, checked against the installed pipecat-ai (its .proto and its generated module), and the
+generated frames_pb2.py (in the devkit: the daemon's own codec is protocol/pbwire.py) is up to date with our
+.proto."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 import voiceterm.protocol
+import voiceterm_devkit
 
-OUR_DIR = Path(voiceterm.protocol.__file__).parent
+OUR_DIR = Path(voiceterm.protocol.__file__).parent  # frames.proto: the schema pbwire.py follows
+PB2_DIR = Path(voiceterm_devkit.__file__).parent  # frames_pb2.py: generated from it, for tests and tools
 FDP = descriptor_pb2.FieldDescriptorProto
 
 
@@ -88,14 +91,14 @@ def summary(file: descriptor_pb2.FileDescriptorProto) -> dict[str, object]:
 
 def test_our_generated_module_matches_our_proto(tmp_path):
     ours = compiled_descriptor(OUR_DIR / "frames.proto", tmp_path)
-    assert embedded_descriptor(OUR_DIR / "frames_pb2.py") == ours, (
+    assert embedded_descriptor(PB2_DIR / "frames_pb2.py") == ours, (
         "frames_pb2.py is stale: run scripts/gen-proto"
     )
 
 
 def test_our_schema_is_pipecats_generated_schema():
     pipecat = embedded_descriptor(pipecat_dir() / "frames" / "protobufs" / "frames_pb2.py")
-    ours = embedded_descriptor(OUR_DIR / "frames_pb2.py")
+    ours = embedded_descriptor(PB2_DIR / "frames_pb2.py")
     assert summary(ours) == summary(pipecat)
     # Byte-identical descriptors are what lets both modules load into one process (the tests do).
     assert ours == pipecat
@@ -108,7 +111,7 @@ def test_our_proto_is_pipecats_proto(tmp_path):
 
 
 def test_schema_summary_has_what_the_protocol_page_says():
-    s = summary(embedded_descriptor(OUR_DIR / "frames_pb2.py"))
+    s = summary(embedded_descriptor(PB2_DIR / "frames_pb2.py"))
     assert s["package"] == "pipecat" and s["syntax"] == "proto3"
     frame = s["messages"]["Frame"]
     assert frame["oneofs"] == ["frame"]

@@ -1,4 +1,5 @@
-"""Earcons: the short tones the terminal plays for its own events, generated with numpy (no audio files).
+"""Earcons: the short tones the terminal plays for its own events, generated here (no audio files, and no
+numpy: a daemon that plays bot audio as it comes never needs it).
 
 Each earcon is a few sine notes with raised-cosine edges (no clicks). Rising notes mean "start/up",
 falling notes "stop/down", a low triple beep "something is wrong".
@@ -6,9 +7,11 @@ falling notes "stop/down", a low triple beep "something is wrong".
 
 from __future__ import annotations
 
+import math
+import sys
+from array import array
 from functools import lru_cache
-
-import numpy as np
+from typing import Any
 
 # name -> notes of (frequency Hz, duration s, gap after s)
 _NOTES: dict[str, tuple[tuple[float, float, float], ...]] = {
@@ -31,8 +34,17 @@ def duration_s(name: str) -> float:
     return sum(d + g for _, d, g in _notes(name))
 
 
-def render(name: str, sample_rate: int, volume_percent: int) -> np.ndarray:
-    """The earcon as mono int16 samples at `sample_rate`; read-only and cached."""
+def render(name: str, sample_rate: int, volume_percent: int) -> Any:
+    """The earcon as a read-only numpy array of int16 samples at `sample_rate` (for tools and tests)."""
+    import numpy as np
+
+    out = np.frombuffer(render_pcm(name, sample_rate, volume_percent), dtype="<i2")
+    out.setflags(write=False)
+    return out
+
+
+def render_pcm(name: str, sample_rate: int, volume_percent: int) -> bytes:
+    """The earcon as S16_LE mono at `sample_rate`; cached."""
     return _render(name, sample_rate, max(0, min(100, int(volume_percent))))
 
 
@@ -44,20 +56,20 @@ def _notes(name: str) -> tuple[tuple[float, float, float], ...]:
 
 
 @lru_cache(maxsize=64)
-def _render(name: str, sample_rate: int, volume_percent: int) -> np.ndarray:
+def _render(name: str, sample_rate: int, volume_percent: int) -> bytes:
     amplitude = _FULL_SCALE_PEAK * volume_percent / 100.0
-    parts: list[np.ndarray] = []
+    out = array("h")
     for freq, dur, gap in _notes(name):
         n = round(dur * sample_rate)
-        t = np.arange(n) / sample_rate
-        tone = np.sin(2 * np.pi * freq * t)
+        w = 2 * math.pi * freq
+        tone = [math.sin(w * (i / sample_rate)) for i in range(n)]
         fade = min(round(_FADE_S * sample_rate), n // 2)
-        if fade:
-            ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
-            tone[:fade] *= ramp
-            tone[n - fade :] *= ramp[::-1]
-        parts.append(tone * amplitude)
-        parts.append(np.zeros(round(gap * sample_rate)))
-    out = np.round(np.concatenate(parts)).astype(np.int16)
-    out.setflags(write=False)
-    return out
+        for i in range(fade):
+            ramp = 0.5 - 0.5 * math.cos(math.pi * i / fade)
+            tone[i] *= ramp
+            tone[n - 1 - i] *= ramp
+        out.extend(round(x * amplitude) for x in tone)
+        out.extend([0] * round(gap * sample_rate))
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()

@@ -9,6 +9,8 @@ the same moment. Three parts:
   A write to a position already consumed is *late* (the canceller got silence where the echo's source
   was): counted (apart when it is silence itself: then nothing was missed), never stored. A write too far ahead of the reader (the capture side stopped) pushes the
   oldest unread samples out: counted as overflow. A flush silences everything planned after a position.
+  It knows where the last sound written ends (`sound_end`): silence written beyond it, and reads beyond it,
+  cost no copying and no scanning (the bot is silent most of the time).
 - `StreamClock` finds when a device stream started from timing observations that can only be late: a
   capture read returns after its data was captured; a playback pointer that moves in steps over-reports
   the fill. The earliest value (per sample count, over a sliding window) is the estimate, so timing
@@ -52,8 +54,8 @@ SILENCE_LSB = 8  # a reference no louder than this (-72 dBFS: resampler and dith
 
 
 def audible(x: np.ndarray) -> bool:
-    """Whether `x` holds more than silence."""
-    return x.shape[0] > 0 and int(np.max(np.abs(x))) > SILENCE_LSB
+    """Whether `x` holds more than silence (two reductions, no temporary array; -32768 counts too)."""
+    return x.shape[0] > 0 and (int(x.max()) > SILENCE_LSB or int(x.min()) < -SILENCE_LSB)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class ReferenceRing:
         self._buf = np.zeros(capacity, dtype=np.int16)
         self.base = 0  # the first position not consumed yet; everything before it is gone
         self._started = False  # no read yet: the first read sets the base
+        self.sound_end = 0  # every slot at or after this position holds silence
+        self._silence = np.zeros(0, dtype=np.int16)  # read-only zeros handed out for silent reads
         self.counters = RingCounters()
 
     @property
@@ -87,9 +91,16 @@ class ReferenceRing:
         self._buf[:] = 0
         self.base = 0
         self._started = False
+        self.sound_end = 0
 
-    def write(self, pos: int, samples: np.ndarray) -> None:
-        """Store `samples` at [pos, pos + len): the late part is counted and dropped."""
+    def restart_reader(self) -> None:
+        """The reader paused (no one wanted the mic) and goes on elsewhere: its next read sets the base
+        afresh, and nothing written meanwhile counts as late or pushed out."""
+        self._started = False
+
+    def write(self, pos: int, samples: np.ndarray, sound: bool | None = None) -> None:
+        """Store `samples` at [pos, pos + len): the late part is counted and dropped. `sound`: whether they
+        hold any non-zero sample, when the caller knows."""
         n = int(samples.shape[0])
         if n == 0:
             return
@@ -107,7 +118,7 @@ class ReferenceRing:
                 return
         if not self._started:
             # Nothing read yet: keep the newest `capacity` samples written so far.
-            self.base = max(self.base, pos + n - self.capacity)
+            self._advance_unread(pos + n - self.capacity)
             if pos < self.base:
                 samples = samples[self.base - pos :]
                 n = int(samples.shape[0])
@@ -118,24 +129,51 @@ class ReferenceRing:
             new_base = end - self.capacity
             if self._started:
                 self.counters.overflow_samples += new_base - self.base
-            self._zero(self.base, min(new_base, self.base + self.capacity))
-            self.base = new_base
+            self._advance_unread(new_base)
             if pos < self.base:
                 samples = samples[self.base - pos :]
                 pos = self.base
         self._put(pos, samples)
+        if sound or (sound is None and samples.any()):
+            self.sound_end = max(self.sound_end, end)
+
+    def write_silence(self, pos: int, n: int) -> None:
+        """`n` samples of silence at `pos`: counted like `write`, and free where the slots hold silence
+        already (everywhere past `sound_end`)."""
+        if n <= 0:
+            return
+        self.counters.written_samples += n
+        end = pos + n
+        if self._started and pos < self.base:
+            self.counters.late_silence += min(n, self.base - pos)  # nothing was missed
+        if not self._started:
+            self._advance_unread(end - self.capacity)
+        elif end - self.base > self.capacity:
+            self.counters.overflow_samples += end - self.capacity - self.base
+            self._advance_unread(end - self.capacity)
+        lo = max(pos, self.base)
+        if lo < self.sound_end:
+            self._zero(lo, min(end, self.sound_end))
 
     def read(self, pos: int, n: int) -> np.ndarray:
-        """The reference for [pos, pos + n), consumed: never-written or already consumed parts are silence."""
-        out = np.zeros(n, dtype=np.int16)
+        """The reference for [pos, pos + n), consumed: never-written or already consumed parts are silence.
+        Past `sound_end` it is a shared read-only array of zeros."""
         self.counters.read_samples += n
         end = pos + n
         lo = max(pos, self.base)
-        hi = min(end, self.base + self.capacity)
+        hi = min(end, self.base + self.capacity, self.sound_end)
         if hi > lo:
+            out = np.zeros(n, dtype=np.int16)
             out[lo - pos : hi - pos] = self._get(lo, hi - lo)
+        else:
+            if self._silence.shape[0] != n:
+                self._silence = np.zeros(n, dtype=np.int16)
+                self._silence.setflags(write=False)
+            out = self._silence
         if end > self.base:
-            self._zero(self.base, min(end, self.base + self.capacity))
+            zero_to = min(end, self.base + self.capacity, self.sound_end)
+            if zero_to > self.base:
+                self._zero(self.base, zero_to)
             self.base = end
         self._started = True
         return out
@@ -143,9 +181,17 @@ class ReferenceRing:
     def clear_from(self, pos: int) -> None:
         """Silence every planned sample at or after `pos` (the device dropped what it held)."""
         lo = max(pos, self.base)
-        hi = self.base + self.capacity
+        hi = min(self.base + self.capacity, self.sound_end)
         if hi > lo:
             self._zero(lo, hi)
+        self.sound_end = min(self.sound_end, lo)
+
+    def _advance_unread(self, new_base: int) -> None:
+        """Drop unread samples before `new_base` (the reader is not there yet, or too far behind)."""
+        if new_base <= self.base:
+            return
+        self._zero(self.base, min(new_base, self.base + self.capacity, max(self.base, self.sound_end)))
+        self.base = new_base
 
     # --- ring indexing ---------------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """PCM helpers on signed 16-bit little-endian audio: gain, level in dBFS, silence.
 
-Pure numpy, no ``audioop`` (removed in Python 3.13). G.711 μ-law, a wire codec, is in
-``voiceterm.protocol.mulaw``.
+No ``audioop`` (removed in Python 3.13). numpy is imported by the functions that need it, on first use:
+levels and silence are plain Python (a meter reads a chunk's level a few times a second), so a daemon that
+applies no gain never loads it. G.711 μ-law, a wire codec, is in ``voiceterm.protocol.mulaw``.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
+import operator
+import sys
+from array import array
+from typing import Any
 
 __all__ = [
     "DBFS_FLOOR",
@@ -22,13 +25,19 @@ DBFS_FLOOR = -120.0
 """The level reported for digital silence (and anything quieter): well below one LSB (-90.3 dBFS)."""
 
 _FULL_SCALE = 32768.0
-_LE_I16 = np.dtype("<i2")
+_LE_I16 = "<i2"
 
 
-def _samples(pcm16: bytes, what: str) -> np.ndarray:
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _samples(pcm16: bytes, what: str) -> Any:
     if len(pcm16) % 2:
         raise ValueError(f"{what}: PCM16 needs an even byte count, got {len(pcm16)}")
-    return np.frombuffer(pcm16, dtype=_LE_I16)
+    return _np().frombuffer(pcm16, dtype=_LE_I16)
 
 
 def scale(pcm16: bytes, factor: float) -> bytes:
@@ -39,6 +48,7 @@ def scale(pcm16: bytes, factor: float) -> bytes:
     if not math.isfinite(factor):
         raise ValueError(f"scale: factor must be finite, got {factor!r}")
     x = _samples(pcm16, "scale")
+    np = _np()
     # float64: exact for every int16 times any factor up to rounding of the product itself.
     y = np.rint(x * float(factor))
     np.clip(y, -32768, 32767, out=y)
@@ -57,13 +67,17 @@ def apply_gain_db(pcm16: bytes, gain_db: float) -> bytes:
 def level_dbfs(pcm16: bytes) -> tuple[float, float]:
     """(RMS, peak) level in dBFS, full scale = 32768, so a full-scale square wave reads 0 dBFS.
     Digital silence and empty input read ``DBFS_FLOOR``."""
-    x = _samples(pcm16, "level_dbfs")
-    if x.size == 0:
+    if len(pcm16) % 2:
+        raise ValueError(f"level_dbfs: PCM16 needs an even byte count, got {len(pcm16)}")
+    if not pcm16:
         return DBFS_FLOOR, DBFS_FLOOR
-    xf = x.astype(np.float64)
-    mean_square = float(np.dot(xf, xf)) / x.size
-    peak = float(np.max(np.abs(xf)))
-    return _to_dbfs(math.sqrt(mean_square)), _to_dbfs(peak)
+    x = array("h", pcm16)
+    if sys.byteorder != "little":
+        x.byteswap()
+    mean_square = sum(map(operator.mul, x, x)) / len(x)  # an exact integer sum
+    high, low = max(x), min(x)
+    peak = high if high >= -low else -low
+    return _to_dbfs(math.sqrt(mean_square)), _to_dbfs(float(peak))
 
 
 def _to_dbfs(amplitude: float) -> float:

@@ -2,6 +2,7 @@
 
 Pure and clock-free: it counts time in frames pulled by the speaker, so it behaves the same under a real
 device clock, a wall-clock pacer or a test. It is not thread-safe; the speaker guards it with its lock.
+Audio is S16_LE mono bytes throughout (what the link decodes and ALSA takes): no conversion on the way.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
-
-_EMPTY = np.zeros(0, dtype=np.int16)
 
 
 class PlayoutState(enum.Enum):
@@ -32,7 +29,7 @@ class PlayoutStats:
 
 
 class PlayoutBuffer:
-    """A bounded FIFO of mono int16 frames with pre-roll and underrun handling.
+    """A bounded FIFO of S16_LE mono frames (bytes) with pre-roll and underrun handling.
 
     - Pre-roll: after being idle (or after an underrun) playback starts once `preroll_frames` are queued,
       or once the first queued frame has waited `preroll_frames` worth of pulls (a short final utterance
@@ -51,8 +48,8 @@ class PlayoutBuffer:
         self.preroll_frames = max(0, min(preroll_frames, cap_frames))
         self.cap_frames = cap_frames
         self.underrun_window_frames = max(0, underrun_window_frames)
-        self._chunks: deque[np.ndarray] = deque()
-        self._head = 0  # frames of _chunks[0] already consumed
+        self._chunks: deque[bytes] = deque()
+        self._head = 0  # bytes of _chunks[0] already consumed
         self._buffered = 0
         self._state = PlayoutState.IDLE
         self._waited = 0  # PREROLLING: frames pulled since the first frame was queued
@@ -64,11 +61,11 @@ class PlayoutBuffer:
 
     # --- producer side ------------------------------------------------------------------------
 
-    def push(self, frames: np.ndarray) -> int:
-        """Queue mono int16 frames. Returns how many old frames the cap made room by dropping."""
-        if frames.dtype != np.int16 or frames.ndim != 1:
-            raise ValueError("push() takes a 1-D int16 array")
-        n = int(frames.shape[0])
+    def push(self, frames: bytes) -> int:
+        """Queue S16_LE mono frames. Returns how many old frames the cap made room by dropping."""
+        if not isinstance(frames, bytes) or len(frames) % 2:
+            raise ValueError("push() takes bytes of whole 16-bit frames")
+        n = len(frames) // 2
         if n == 0:
             return 0
         if self._state is PlayoutState.STARVED:
@@ -103,32 +100,32 @@ class PlayoutBuffer:
             return self._buffered
         return 0
 
-    def pull(self, n: int) -> tuple[np.ndarray, int]:
+    def pull(self, n: int) -> tuple[bytes, int]:
         """Take exactly `n` frames for the device: bot audio first, silence after it.
 
-        Returns (frames, bot_frames) where frames[:bot_frames] is bot audio.
+        Returns (frames, bot_frames) where the first bot_frames frames are bot audio.
         """
         if n <= 0:
-            return _EMPTY, 0
+            return b"", 0
         state = self._state
         if state is PlayoutState.PREROLLING:
             if self._preroll_done():
                 self._state = state = PlayoutState.PLAYING
             else:
                 self._waited += n
-                return np.zeros(n, dtype=np.int16), 0
+                return bytes(2 * n), 0
         if state is PlayoutState.STARVED:
             self._gap += n
             if self._gap >= self.underrun_window_frames:
                 self._state = PlayoutState.IDLE
-            return np.zeros(n, dtype=np.int16), 0
+            return bytes(2 * n), 0
         if state is PlayoutState.IDLE:
-            return np.zeros(n, dtype=np.int16), 0
+            return bytes(2 * n), 0
         take = min(n, self._buffered)
         out = self._take(take)
         self._frames_played += take
         if take < n:
-            out = np.concatenate((out, np.zeros(n - take, dtype=np.int16)))
+            out += bytes(2 * (n - take))
             self._state = PlayoutState.STARVED
             self._gap = n - take
             if self._gap >= self.underrun_window_frames:
@@ -172,23 +169,24 @@ class PlayoutBuffer:
         self._dropped += excess
         return excess
 
-    def _take(self, n: int) -> np.ndarray:
+    def _take(self, n: int) -> bytes:
         """Remove and return the oldest `n` frames (n <= buffered)."""
         if n == 0:
-            return _EMPTY
-        parts: list[np.ndarray] = []
-        need = n
+            return b""
+        parts: list[bytes] = []
+        need = 2 * n
         while need:
             head = self._chunks[0]
-            avail = head.shape[0] - self._head
+            start = self._head
+            avail = len(head) - start
             if avail <= need:
-                parts.append(head[self._head :])
+                parts.append(head[start:] if start else head)
                 self._chunks.popleft()
                 self._head = 0
                 need -= avail
             else:
-                parts.append(head[self._head : self._head + need])
+                parts.append(head[start : start + need])
                 self._head += need
                 need = 0
         self._buffered -= n
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -130,6 +130,7 @@ class Terminal:
                 link=self._link,
                 view=resolve(conditions),
                 cannot_talk=self._cannot_talk(),
+                mic_wanted=self._mic_wanted(),
                 bounces_total=self._tracker.bounces_total,
                 counters={**self._counters, "stale_bot_audio_dropped_total": bot.stale_dropped_total},
             )
@@ -155,6 +156,14 @@ class Terminal:
         if self._turn:
             return True
         return self._ptt.mode == "always-on" and self._bot.user_speaking and not self._muted
+
+    def _mic_wanted(self) -> bool:
+        # Whether mic() would send anything now: while it would not, the mic thread hands no chunk over.
+        if not self._link_up or self._muted:
+            return False
+        if self._config.audio.half_duplex and self._bot.audible:
+            return False
+        return self._turn or self._ptt.mode == "always-on" or self._tail_left > 0
 
     def _cannot_talk(self) -> str | None:
         if not self._link_up:
@@ -410,8 +419,9 @@ class Terminal:
             out.append(SendMessage(push_to_talk("stop")))
         if why != "mute" and self._ptt.mode != "always-on" and self._ptt.tail_ms > 0:
             # A VAD-only server ends the user's turn after hearing silence; stream it rather than go quiet.
-            period_ms = self._config.audio.period_ms
-            self._tail_left = math.ceil(self._ptt.tail_ms / period_ms)
+            audio = self._config.audio
+            chunk_ms = audio.chunk_ms or audio.period_ms  # one mic chunk per capture period
+            self._tail_left = math.ceil(self._ptt.tail_ms / chunk_ms)
             self._tail_deadline = now + self._ptt.tail_ms / 1000 + TAIL_GRACE_S
         self._bot.turn_ended(now)
         if why != "mute":

@@ -35,6 +35,7 @@ class TerminalState:
     link: LinkStatus | None  # None until the link reported: "starting"
     view: StatusView  # what the LED and the STATUS line show
     cannot_talk: str | None  # why a turn cannot start now (one line), None when it can
+    mic_wanted: bool  # mic() would send a chunk now: the mic thread hands chunks over only while it would
     bounces_total: int
     counters: Mapping[str, int]
 

@@ -180,6 +180,10 @@ class AlsaPcm:
     def read(self) -> tuple[int, bytes]:
         return self._pcm.read()
 
+    def readable(self) -> int:
+        """Capture: frames that a read returns without waiting (negative errno after an overrun)."""
+        return self._pcm.avail()
+
     def write(self, data: bytes) -> int:
         return self._pcm.write(data)
 

@@ -85,6 +85,15 @@ class CapturePacer:
         assert self._next is not None
         self._next += self.period_s
 
+    def due(self) -> int:
+        """Whole periods readable now without waiting (a reader that sleeps through several reads them
+        in one go)."""
+        delay = self.delay()
+        if delay > 0:
+            return 0
+        assert self._next is not None
+        return 1 + int((self._now() - self._next) / self.period_s)
+
 
 class UnclockedDetector:
     """Notices a PCM that returns faster than real time although pacing is "device" (a file/null PCM)."""

@@ -3,12 +3,17 @@ and capped automatic gain (WebRTC's audio processing through pywebrtc-audio), an
 
 Threads, and why: the DSP runs on the capture thread, inside `Microphone` (a chunk costs well under a
 millisecond and the capture buffer is eight periods deep), so the trio thread never does DSP and there is
-no extra thread or queue. The speaker's thread hands every block it writes to `played()` — exactly what
-goes to ALSA, after volume, earcons and the silence fill — with the time its first frame leaves the
-device; the block is resampled to the mic rate (soxr "QQ": one sample of delay, so the newest audio is in
-the reference at once) and stored on the shared timeline (core/echo_reference.py). The one lock guards
-only that ring; the canceller objects belong to the capture thread. Every reference the capture side
-reads is consumed, so a block written for a moment already processed is *late*, counted, and never used.
+no extra thread. The speaker's thread hands every block it writes to `played()` — exactly what goes to
+ALSA, after volume, earcons and the silence fill — with the time its first frame leaves the device, and
+that is all it does: the block is queued (bounded; the one lock guards only that queue). The capture
+thread, before it reads the reference for a chunk, places what was queued on the shared timeline
+(core/echo_reference.py), resampled to the mic rate (soxr "QQ": one sample of delay, so the newest audio
+is in the reference at once). A block is thus on the timeline no later than it was when the speaker's
+thread placed it itself, and the work runs in the wake-up that does the DSP anyway: on a small board a
+wake-up with cold caches costs several times the work itself. Silence (the idle fill) is placed without
+resampling or copying. Every reference the capture side reads is consumed, so a block written for a
+moment already processed is *late*, counted, and never used. While no one wants the mic (`capture_paused`)
+only the last second of blocks is kept: the echo of what played just before the mic is wanted again.
 
 Stages, in order: echo canceller (AEC3, with its own high-pass) -> noise suppression and high-pass ->
 automatic gain capped at `max_gain_db`. The canceller is skipped while the reference has been silent for
@@ -19,11 +24,11 @@ before that audio's echo can arrive. Figures measured around the canceller (core
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -31,11 +36,17 @@ import numpy as np
 from voiceterm.config import FRONTEND_RATES, FrontendConfig
 from voiceterm.core.echo_reference import CaptureAligner, PlaybackAligner, ReferenceRing, audible
 from voiceterm.core.echo_stats import EchoMeter
+from voiceterm.io.frontend_setup import (
+    FrontendUnavailable,
+    library_version,
+    load_library,
+    make_frontend,
+    reference_of,
+)
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")
 
-LIBRARY = "pywebrtc_audio"
 RING_S = 4.0  # reference held ahead of the capture side: more than the largest playback buffer
 MARGIN_S = (
     0.010  # the reference is placed this much early: it leads its echo even if the fill is over-reported
@@ -51,29 +62,8 @@ CAPTURE_EXCESS_S = 0.025
 SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
 AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
 FRAME_S = 0.010  # the DSP works on whole 10 ms frames
-
-
-class FrontendUnavailable(Exception):
-    """The DSP library is not installed; the message is one line naming what to install."""
-
-
-def load_library() -> Any:
-    try:
-        import pywebrtc_audio
-    except ImportError:
-        raise FrontendUnavailable(
-            f"{LIBRARY} is not installed (pip install 'voiceterm[frontend]'; no wheel for 32-bit ARM): "
-            "the mic goes to the bot without echo cancellation"
-        ) from None
-    return pywebrtc_audio
-
-
-def library_version() -> str:
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        return f"pywebrtc-audio {version('pywebrtc-audio')}"
-    return "pywebrtc-audio"
+QUEUED_BLOCKS = 200  # speaker blocks waiting for the capture thread (4 s of periods); the oldest go beyond
+PAUSED_BLOCKS = 50  # ... while no one wants the mic: about the last second (idle blocks are 2 periods)
 
 
 class _Dsp:
@@ -106,7 +96,7 @@ class FrontEnd:
     """One front-end for one microphone stream at `mic_rate`, fed by a speaker at `device_rate`.
 
     Speaker thread: `played`, `flushed`, `playback_reset`. Capture thread: `process`, `capture_reset`,
-    `capture_discontinuity`. Any thread: `stats`.
+    `capture_discontinuity`, `capture_paused`. Any thread: `stats`.
     """
 
     def __init__(
@@ -126,7 +116,10 @@ class FrontEnd:
         self._dsp = _Dsp(lib, cfg, mic_rate)
         self._frame = max(1, round(mic_rate * FRAME_S))
         epoch = time.perf_counter()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the queue of played blocks
+        self._queued: deque[tuple[Any, float | None]] = deque()  # (block, play_at), (None, flush time)
+        self._skipped = False  # blocks dropped from the queue: the stream has a hole
+        self._paused = False  # the capture side is not processing (no one wants the mic)
         self._ring = ReferenceRing(round(RING_S * mic_rate))
         self._play = PlaybackAligner(
             epoch=epoch,
@@ -162,34 +155,26 @@ class FrontEnd:
             "aec_chunks_total": 0,  # chunks that went through the canceller (not idle)
             "resets_total": 0,
             "flushes_total": 0,
+            "capture_gaps_total": 0,  # overruns, and stretches no one wanted the mic: alignment restarts
         }
         self.speech_probability = 0.0
         self.gain_db = 0.0
 
     # --- speaker thread -------------------------------------------------------------------------
 
-    def played(self, block: np.ndarray, play_at: float) -> None:
-        """`block` (int16 at the device rate) was written; its first frame leaves the device at `play_at`."""
-        started = time.thread_time_ns()
-        pos, anchored = self._play.place(block.shape[0], play_at)
-        if anchored:
-            log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
-            self._write_pos = pos
-            self._resampler = self._new_resampler()
-        out = self._resample(block)
+    def played(self, data: bytes, play_at: float) -> None:
+        """`data` (S16_LE at the device rate) was written; its first frame leaves the device at `play_at`."""
         with self._lock:
-            # A slot the capture side has processed already stays lost (counted when it held sound): moving
-            # the block later would keep it, at the price of shifting every later block against its echo.
-            self._ring.write(self._write_pos, out)
-        self._write_pos += out.shape[0]
-        self._ref_cpu_ns += time.thread_time_ns() - started
+            queued = self._queued
+            if len(queued) >= (PAUSED_BLOCKS if self._paused else QUEUED_BLOCKS):
+                queued.popleft()
+                self._skipped = True
+            queued.append((data, play_at))
 
     def flushed(self, at: float) -> None:
         """The device dropped what it held at `at` (an interruption): silence from there on."""
         with self._lock:
-            self._ring.clear_from(math.floor(self._play.position(at)))
-        self._play.reset()
-        self.counters["flushes_total"] += 1
+            self._queued.append((None, at))
 
     def playback_reset(self) -> None:
         """The playback device closed (it failed or is reopening): nothing it planned will play, and the
@@ -197,19 +182,61 @@ class FrontEnd:
         self.flushed(time.perf_counter())
         self._reset_requested = True
 
-    def _resample(self, block: np.ndarray) -> np.ndarray:
-        """The block at the mic rate. The silence fill skips the resampler (a kiosk mostly listens): its
-        length is kept exact, and the resampler restarts from silence at the next sound."""
-        if self.device_rate == self.rate:
-            return block
+    # --- the reference, placed on the capture thread ---------------------------------------------
+
+    def _take_reference(self) -> None:
+        """Place on the timeline every block played (and every flush) since the last chunk."""
+        with self._lock:
+            if not self._queued:
+                return
+            batch, self._queued = self._queued, deque()
+            skipped, self._skipped = self._skipped, False
+        started = time.thread_time_ns()
+        if skipped:  # a hole in the stream: its clock and the resampler start over
+            self._play.reset()
+            self._resampler = None
+        for data, at in batch:
+            if data is None:
+                self._flush_reference(at)
+            else:
+                self._place(data, at)
+        self._ref_cpu_ns += time.thread_time_ns() - started
+
+    def _place(self, data: Any, play_at: float) -> None:
+        block = np.frombuffer(data, dtype="<i2")
+        pos, anchored = self._play.place(block.shape[0], play_at)
+        if anchored:
+            log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
+            self._write_pos = pos
+            self._resampler = None  # a new stream from here
+        # A slot the capture side has processed already stays lost (counted when it held sound): moving
+        # the block later would keep it, at the price of shifting every later block against its echo.
         if block.any():
-            if self._resampler is None:
-                self._resampler = self._new_resampler()
-            return self._resampler.resample_chunk(block)
+            out = self._resample(block)
+            self._ring.write(self._write_pos, out, sound=True)
+            self._write_pos += out.shape[0]
+            return
+        # The silence fill (a kiosk mostly listens): no resampling, no copying; its length is kept exact,
+        # and the resampler restarts from silence at the next sound.
         self._resampler = None
         self._silence_carry += block.shape[0] * self.rate
         n, self._silence_carry = divmod(self._silence_carry, self.device_rate)
-        return np.zeros(n, dtype=np.int16)
+        self._ring.write_silence(self._write_pos, n)
+        self._write_pos += n
+
+    def _flush_reference(self, at: float | None) -> None:
+        assert at is not None
+        self._ring.clear_from(math.floor(self._play.position(at)))
+        self._play.reset()
+        self.counters["flushes_total"] += 1
+
+    def _resample(self, block: np.ndarray) -> np.ndarray:
+        """Sound at the mic rate."""
+        if self.device_rate == self.rate:
+            return block
+        if self._resampler is None:
+            self._resampler = self._new_resampler()
+        return self._resampler.resample_chunk(block)
 
     def _new_resampler(self) -> Any:
         if self.device_rate == self.rate:
@@ -226,12 +253,24 @@ class FrontEnd:
         self._reset_requested = True
 
     def capture_discontinuity(self) -> None:
-        """Periods were lost (an overrun): the stream's clock must be found again."""
+        """Periods were lost (an overrun) or not processed (no one wanted them): the stream's clock must be
+        found again."""
         self._capture.reset()
+        self.counters["capture_gaps_total"] += 1
+        if self._paused:
+            self._paused = False
+            self._ring.restart_reader()  # nothing written while paused was late: no one listened
+
+    def capture_paused(self) -> None:
+        """No one wants the mic for now: chunks stop coming until `capture_discontinuity()`. Only the
+        last second played is kept meanwhile (its echo may still be in the room when the mic comes back)."""
+        with self._lock:
+            self._paused = True
 
     def process(self, data: bytes, stamp: float) -> bytes:
         """One captured chunk (S16_LE at the mic rate, read returned at perf_counter `stamp`) in, the
         processed chunk out, same length. Never raises: a failing library passes the audio through."""
+        self._take_reference()
         started = time.thread_time_ns()
         near = np.frombuffer(data, dtype="<i2")
         n = near.shape[0]
@@ -240,13 +279,13 @@ class FrontEnd:
         self._next_capture = pos + n
         if realigned:
             log.debug("capture realigned %s", kv(shift=pos - expected, pos=pos))
-        with self._lock:
-            far = self._ring.read(pos, n)
+        far_sound = pos < self._ring.sound_end  # else the reference is silence for sure: no scan
+        far = self._ring.read(pos, n)
         self.counters["chunks_total"] += 1
         if self.failed is not None:
             return data
         try:
-            out = self._process(near, far)
+            out = self._process(near, far, far_sound)
         except Exception as e:  # a library fault must not take the mic down: raw audio from now on
             self.failed = f"{e.__class__.__name__}: {e}"
             log.error("audio front-end failed; the mic goes out unprocessed %s", kv(error=self.failed))
@@ -255,7 +294,7 @@ class FrontEnd:
             self._cpu_ns += time.thread_time_ns() - started
         return out.tobytes()
 
-    def _process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def _process(self, near: np.ndarray, far: np.ndarray, far_sound: bool) -> np.ndarray:
         if self.counters["chunks_total"] == 1:
             self.library = library_version()
         if self._reset_requested:
@@ -270,10 +309,11 @@ class FrontEnd:
             # (delayed by less than a frame).
             near = np.concatenate((self._pending, near))
             far = np.concatenate((self._pending_far, far))
+            far_sound = True  # the part held over may have had sound: scan
             whole = near.shape[0] // f * f
             self._pending, self._pending_far = near[whole:], far[whole:]
             near, far = near[:whole], far[:whole]
-        out = self._stages(near, far) if near.shape[0] else near
+        out = self._stages(near, far, far_sound) if near.shape[0] else near
         if out.shape[0] == n and not self._ready.shape[0]:
             return out
         ready = np.concatenate((self._ready, out))
@@ -282,11 +322,11 @@ class FrontEnd:
         self._ready = ready[n:]
         return ready[:n]
 
-    def _stages(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def _stages(self, near: np.ndarray, far: np.ndarray, far_sound: bool) -> np.ndarray:
         dsp = self._dsp
         out = near
         if dsp.aec is not None:
-            if audible(far):
+            if far_sound and audible(far):
                 self._far_quiet = 0
             else:
                 self._far_quiet += near.shape[0]
@@ -343,24 +383,12 @@ class FrontEnd:
         }
 
 
-def reference_of(frontend: FrontEnd | None) -> FrontEnd | None:
-    """What the speaker feeds its blocks to: the front-end when it cancels echo (else nothing to do)."""
-    return frontend if frontend is not None and frontend.cfg.echo_cancellation else None
-
-
-def make_frontend(cfg: FrontendConfig, *, mic_rate: int, device_rate: int) -> tuple[FrontEnd | None, str]:
-    """The front-end the configuration asks for, or (None, why not: "off" when turned off). mode "on"
-    without the library is a configuration error caught before this (voiceterm/parts.py); "auto" says
-    why once and goes on raw."""
-    if cfg.mode == "off" or not (
-        cfg.echo_cancellation or cfg.noise_suppression or cfg.high_pass or cfg.auto_gain
-    ):
-        return None, "off"
-    try:
-        return FrontEnd(cfg, mic_rate=mic_rate, device_rate=device_rate), ""
-    except FrontendUnavailable as e:
-        log.warning("audio front-end unavailable: %s", e)
-        return None, str(e)
-
-
-__all__ = ["FrontEnd", "FrontendUnavailable", "load_library", "make_frontend", "reference_of"]
+__all__ = [
+    "AEC_IDLE_S",
+    "FrontEnd",
+    "FrontendUnavailable",
+    "library_version",
+    "load_library",
+    "make_frontend",
+    "reference_of",
+]

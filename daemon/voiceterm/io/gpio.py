@@ -87,7 +87,7 @@ class Panel:
         `idle_s` bounds how long the LED task trusts its change signal before looking at the view anyway;
         `poll_s` is its re-render interval when it is given no change signal at all.
         """
-        from gpiozero import LED, PWMLED, RGBLED, Button
+        from gpiozero import LED, PWMLED, RGBLED, DigitalInputDevice
         from gpiozero.exc import GPIOZeroError
 
         self.config = gpio
@@ -111,8 +111,10 @@ class Panel:
         try:
             if gpio.button_pin >= 0:
                 what = f"button_pin {gpio.button_pin}"
-                # bounce_time=None: debounce is done in core/buttons.py, where it is tested.
-                self.button = Button(
+                # bounce_time=None: debounce is done in core/buttons.py, where it is tested. Not a gpiozero
+                # Button: its hold thread wakes 10 times a second for ever, and long presses are timed in
+                # core/buttons.py too.
+                self.button = DigitalInputDevice(
                     gpio.button_pin, pull_up=gpio.pull_up, bounce_time=None, pin_factory=self.factory
                 )
             if gpio.rgb_pins:
@@ -207,10 +209,10 @@ class Panel:
         try:
             with edges:
                 if self.button is not None:
-                    if self.button.is_pressed:
+                    if self.button.is_active:
                         log.warning("button reads pressed at start %s", kv(pin=self.config.button_pin))
-                    self.button.when_pressed = lambda: self._from_thread(True)
-                    self.button.when_released = lambda: self._from_thread(False)
+                    self.button.when_activated = lambda: self._from_thread(True)
+                    self.button.when_deactivated = lambda: self._from_thread(False)
                 task_status.started()
                 await self._led_loop(view, changed)
         finally:

@@ -4,18 +4,26 @@ thread; earcons mixed over it; `flush()` silences it at once.
 Choices, and why:
 - Bot audio at another rate is resampled (soxr, one stream per source rate) instead of reopening the
   device at that rate: a reopen gaps and clicks mid-sentence, and `hw:` devices often offer one rate only.
-- The device never starves: when there is nothing to play the writer keeps a low fill of silence (two
-  periods) in the ALSA buffer. Real hardware then sees no xruns and no start/stop pops (I2S amplifiers
-  click on every restart), and bot audio waits behind at most that little silence.
-- Bot audio is written as soon as it is due and there is room (the writer is woken by `enqueue`, it does
-  not tick per period), up to the whole (small) ALSA buffer.
+- The device never starves: when there is nothing to play the writer keeps silence in the ALSA buffer, so
+  real hardware sees no xruns and no start/stop pops (I2S amplifiers click on every restart). While the
+  speaker is idle (nothing queued, no earcon) it tops the whole buffer up in one write and sleeps until
+  the fill is down to two periods, so it wakes every (buffer - 2) periods instead of every period; as soon
+  as bot audio is queued it keeps the low fill (two to three periods) again. The pre-roll (60 ms) is
+  longer than the extra idle silence drains in, so bot audio still starts behind the same low fill.
+- Bot audio is written as soon as it is due and there is room, up to the whole (small) ALSA buffer. The
+  writer is woken by `enqueue` only when it sleeps with nothing to play and audio just became due: a
+  writer waiting for room in the buffer has nothing to do until there is room.
+- Audio stays S16_LE bytes from the link to ALSA: numpy and soxr are loaded only for a resampler, a volume
+  other than 100 % or a stereo stream (core/pcm.py, core/resample.py).
+- `playing` (bot audio audible) changes are posted to the event loop by the writer when it sees them
+  (`playing_changed()`), so nothing polls it.
 - `flush()` empties the playout buffer on the trio thread and has the writer `drop()` the ALSA buffer, so
   the speaker goes silent within the one period that may be in flight, not after the whole buffer.
 - Earcons are mixed over whatever plays (bot audio or silence), never instead of it, so a tone neither
   delays nor cuts the bot. They stay local: nothing here sends audio anywhere.
 - With an audio front-end, every block written (bot audio after volume, earcons, silence fill: exactly
   what the device plays) goes to its echo reference with the time its first frame leaves the device, and
-  a drop or a closed device silences what was planned (`_reference_*` below).
+  a drop or a closed device silences what was planned (`ReferenceTap` in io/playback_device.py).
 """
 
 from __future__ import annotations
@@ -27,18 +35,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import trio
 
 from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.core import earcons as earcon_tones
+from voiceterm.core.earcon_queue import EarconQueue
 from voiceterm.core.latency import LatencyRecorder
 from voiceterm.core.pcm import scale
 from voiceterm.core.playout import PlayoutBuffer, PlayoutState
-from voiceterm.core.resample import StreamResampler
-from voiceterm.io.alsa import EPIPE, PLAYBACK, AlsaPcm
-from voiceterm.io.alsa_pacing import UNCLOCKED_WRITES, PlaybackPacer, UnclockedDetector
-from voiceterm.io.audio_device_thread import DeviceWorker
+from voiceterm.io.alsa import PLAYBACK, AlsaPcm
+from voiceterm.io.audio_device_thread import Bell, DeviceWorker
+from voiceterm.io.playback_device import PlaybackDevice, ReferenceTap
 from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")
@@ -77,18 +84,22 @@ class Speaker(DeviceWorker):
         self.volume = audio.volume_percent / 100.0
         self.wall_clock = audio.pacing == "wall-clock"
         self.earcons = earcons
-        self.reference = reference  # io/frontend.FrontEnd or None: told every block written, on this thread
+        self._tap = ReferenceTap(reference)  # the front-end's echo reference: told every block written
         self.last_write_at: float | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # guards the playout buffer, earcons and the stream positions
+        self._bell = Bell()  # wakes the writer
         self._playout = PlayoutBuffer(
             preroll_frames=self.rate * audio.preroll_ms // 1000,
             cap_frames=self.rate * audio.playout_cap_ms // 1000,
             underrun_window_frames=int(self.rate * UNDERRUN_WINDOW_S),
         )
-        # Bounded work per chunk: never more output than the playout cap can hold (hostile-input bound).
-        self._resampler = StreamResampler(self.rate, max_output_frames=self._playout.cap_frames)
-        self._earcon_queue: deque[np.ndarray] = deque()
-        self._earcon_pos = 0
+        self._resampler: Any = None  # core/resample.StreamResampler, made for the first chunk at another rate
+        self._earcons = EarconQueue(EARCON_QUEUE_MAX)
+        # What the writer sleeps for: "idle" (nothing queued), "low" (the fill to reach low water), "room"
+        # (room in the device for due audio) or None (awake): enqueue rings its bell only when it matters.
+        self._writer_waits: str | None = None
+        self._playing_told = False  # writer thread: the audible state last posted to the event loop
+        self._playing_event = trio.Event()  # set (on the trio thread) when `playing` may have changed
         self._drop_pending = False
         self._writing_bot = False
         self._flush_gen = 0
@@ -96,7 +107,6 @@ class Speaker(DeviceWorker):
         self._frames_played = 0
         self._faulted_dropped = 0
         self._resampled_chunks = 0
-        self._earcons_dropped = 0
         self._xruns = 0
         self._device_frames = 0  # all frames written, silence and earcons included
         self._device_delay = 0  # frames in the device after the last write (not audible yet)
@@ -131,44 +141,65 @@ class Speaker(DeviceWorker):
         """True while bot audio is audible (written to the device and not played out yet)."""
         return time.perf_counter() < self._audible_until
 
+    async def playing_changed(self) -> None:
+        """Return when `playing` may have changed: bot audio became audible, or the last of it played out
+        (seen by the writer within one of its wake-ups), or was flushed."""
+        await self._playing_event.wait()
+        self._playing_event = trio.Event()
+
     def enqueue(self, chunk: Any) -> None:
         """Queue one chunk of bot audio (`.pcm` S16_LE, `.sample_rate`, optional `.num_channels`)."""
         channels = int(getattr(chunk, "num_channels", 1) or 1)
         in_rate = int(chunk.sample_rate)
-        raw = chunk.pcm
-        usable = len(raw) // (2 * channels) * (2 * channels)
+        pcm = chunk.pcm
+        usable = len(pcm) // (2 * channels) * (2 * channels)
         if usable == 0 or in_rate <= 0:
             return
-        frames = np.frombuffer(raw, dtype="<i2", count=usable // 2)
+        pcm = bytes(pcm[:usable]) if usable != len(pcm) or not isinstance(pcm, bytes) else pcm
         if channels > 1:
-            frames = np.rint(frames.reshape(-1, channels).mean(axis=1)).astype("<i2")
+            pcm = _mix_down(pcm, channels)
         received_at = getattr(chunk, "received_at", None)
         if self.fault is not None:
             # No device: playing this later would be stale; count it and let it go.
-            lost = frames.shape[0] * self.rate // in_rate
+            lost = len(pcm) // 2 * self.rate // in_rate
             self._faulted_dropped += lost
             self._frames_in += lost
             return
-        with self._cond:
+        with self._lock:
             if in_rate != self.rate:
-                frames = self._resampler.process(frames, in_rate)
+                pcm = self._resample(pcm, in_rate)
                 self._resampled_chunks += 1
-            elif self._resampler.pending:
-                frames = self._resampler.process(frames, in_rate)
-            if self.volume != 1.0 and frames.size:
-                frames = np.frombuffer(scale(frames.tobytes(), self.volume), dtype="<i2")
-            if received_at is not None and frames.size and len(self._timed) < TIMED_CHUNKS_MAX:
+            elif self._resampler is not None and self._resampler.pending:
+                pcm = self._resample(pcm, in_rate)
+            if self.volume != 1.0 and pcm:
+                pcm = scale(pcm, self.volume)
+            if received_at is not None and pcm and len(self._timed) < TIMED_CHUNKS_MAX:
                 self._timed.append((self._pushed_pos, received_at))
-            self._push(frames)
-            self._cond.notify()
+            self._push(pcm)
+            waits = self._writer_waits
+            if waits == "idle" or (waits == "low" and self._playout.available() >= self.period_frames):
+                self._bell.ring()  # audio after silence (the writer keeps a low fill now), or due now
         if received_at is not None:
             self.latency["receive_to_playout"].record(self._trio_time() - received_at)
 
-    def _push(self, frames: np.ndarray) -> None:
+    def _resample(self, pcm: bytes, in_rate: int) -> bytes:
+        """Bot audio at `in_rate` to the device rate (lock held); soxr and numpy load on first use."""
+        if self._resampler is None:
+            from voiceterm.core.resample import StreamResampler
+
+            # Bounded work per chunk: never more output than the playout cap holds (hostile-input bound).
+            self._resampler = StreamResampler(self.rate, max_output_frames=self._playout.cap_frames)
+        import numpy as np
+
+        out = self._resampler.process(np.frombuffer(pcm, dtype="<i2"), in_rate)
+        return out.astype("<i2", copy=False).tobytes()
+
+    def _push(self, pcm: bytes) -> None:
         """Into the playout buffer, keeping the stream positions the latency timing uses (lock held)."""
-        self._frames_in += frames.shape[0]
-        self._pushed_pos += frames.shape[0]
-        self._gone_pos += self._playout.push(frames)  # frames the cap dropped
+        frames = len(pcm) // 2
+        self._frames_in += frames
+        self._pushed_pos += frames
+        self._gone_pos += self._playout.push(pcm)  # frames the cap dropped
 
     def reconfigure(self, config: Any) -> None:
         """SIGHUP: new software volume and earcon settings apply to the next chunk and tone."""
@@ -182,9 +213,10 @@ class Speaker(DeviceWorker):
         happen at once, so the tone is not cut with the bot's voice. `since` (trio time the interruption
         arrived) times how long until the device holds no more of the old audio, when there was any.
         """
-        with self._cond:
+        with self._lock:
             dropped = self._playout.flush()
-            self._resampler.reset()
+            if self._resampler is not None:
+                self._resampler.reset()
             self._flush_gen += 1
             self._forget_positions()
             audible = self._writing_bot or time.perf_counter() < self._audible_until
@@ -195,7 +227,7 @@ class Speaker(DeviceWorker):
             elif since is not None and dropped:
                 self.latency["interruption"].record(self._trio_time() - since)
             self._audible_until = 0.0
-            self._cond.notify()
+        self._bell.ring()
         return dropped
 
     def _forget_positions(self) -> None:
@@ -210,14 +242,10 @@ class Speaker(DeviceWorker):
         cfg = self.earcons
         if not cfg.enabled or not getattr(cfg, name) or cfg.volume_percent <= 0 or self.fault is not None:
             return
-        tone = earcon_tones.render(name, self.rate, cfg.volume_percent)
-        with self._cond:
-            if len(self._earcon_queue) >= EARCON_QUEUE_MAX:
-                self._earcon_queue.popleft()
-                self._earcon_pos = 0
-                self._earcons_dropped += 1
-            self._earcon_queue.append(tone)
-            self._cond.notify()
+        tone = earcon_tones.render_pcm(name, self.rate, cfg.volume_percent)
+        with self._lock:
+            self._earcons.add(tone)
+        self._bell.ring()
 
     def stats(self) -> dict[str, int]:
         """Counters since construction.
@@ -229,9 +257,10 @@ class Speaker(DeviceWorker):
         pacer) underruns; device_frames_total: all frames written, silence included;
         device_delay_frames: frames in the device after the last write, not audible yet.
         """
-        with self._cond:
+        with self._lock:
             p = self._playout.stats()
-        trimmed = self._resampler.trimmed_frames  # cut before resampling: handed in, and dropped
+        # Cut before resampling: handed in, and dropped.
+        trimmed = self._resampler.trimmed_frames if self._resampler is not None else 0
         return {
             "frames_in_total": self._frames_in + trimmed,
             "frames_played_total": self._frames_played,
@@ -241,15 +270,14 @@ class Speaker(DeviceWorker):
             "reopens_total": self._reopens,
             "resampled_chunks_total": self._resampled_chunks,
             "xruns_total": self._xruns,
-            "earcons_dropped_total": self._earcons_dropped,
+            "earcons_dropped_total": self._earcons.dropped,
             "queued_frames": p.buffered_frames,
             "device_frames_total": self._device_frames,
             "device_delay_frames": self._device_delay,
         }
 
     def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        self._bell.ring()
 
     # --- device thread ------------------------------------------------------------------------
 
@@ -264,125 +292,143 @@ class Speaker(DeviceWorker):
 
     def _closed(self) -> None:
         # What was queued for a device that failed is stale by the time it is back.
-        with self._cond:
+        with self._lock:
             self._playout.flush()
-            self._resampler.reset()
+            if self._resampler is not None:
+                self._resampler.reset()
             self._forget_positions()
             self._interrupt_since = None
             self._drop_pending = False
             self._writing_bot = False
             self._audible_until = 0.0
             self._device_delay = 0
-        self._reference_reset()
+            self._tell_playing()
+        self._tap.reset()
 
     def _serve(self, pcm: AlsaPcm) -> None:
-        period = pcm.period_frames
-        buffer = pcm.buffer_frames
-        rate = pcm.rate
-        # Idle fill: enough silence queued to ride out a late wake-up, little enough not to delay the bot.
+        out = PlaybackDevice(pcm, wall_clock=self.wall_clock)
+        period, buffer, rate = out.period, out.buffer, out.rate
+        # Low water: enough silence queued to ride out a late wake-up, little enough not to delay the bot.
         low_water = max(0, min(2 * period, buffer - period))
         slack = rate // 1000  # a wake-up 1 ms early counts as on time (no extra wake-up for rounding)
-        pacer = PlaybackPacer(rate) if self.wall_clock else None
-        detector = UnclockedDetector(UNCLOCKED_WRITES)
-        stop = self._stop
-        cond = self._cond
+        silence = bytes(2 * buffer)
+        lock = self._lock
         playout = self._playout
         while True:
-            fill = pacer.fill() if pacer is not None else pcm.fill()
-            with cond:
-                if stop.is_set():
+            fill = out.fill()
+            sleep: float | None = None
+            idle = False
+            with lock:
+                if self._stop.is_set():
                     return
+                self._tell_playing()
                 drop_now = self._drop_pending
                 self._drop_pending = False
-                if not drop_now:
+                self._writer_waits = None
+                if drop_now:
+                    pass
+                elif playout.state is PlayoutState.IDLE and not self._earcons and not self._playing_told:
+                    self._writer_waits = "idle"  # enqueue and earcon ring the bell
+                    idle = True
+                else:
                     free = buffer - fill
                     due = playout.available()
-                    wanted = due >= period or bool(self._earcon_queue)
+                    wanted = due >= period or bool(self._earcons)
                     urgent = fill <= low_water + slack
                     if free < period or not (urgent or wanted):
                         # Wanted audio waits for room; otherwise sleep until the fill reaches low water.
-                        wait = (period - free) / rate if wanted else (fill - low_water - slack) / rate
-                        cond.wait(max(MIN_WAIT_S, wait))
-                        continue
-                    if (
-                        urgent
-                        and due < period
-                        and playout.state is PlayoutState.PLAYING
-                        and self._resampler.pending
-                    ):
-                        # About to run dry: let the resampler's delayed tail out first.
-                        self._push(self._resampler.finish())
-                    block, bot = self._next_block(period)
-                    gen = self._flush_gen
-                    self._writing_bot = bot > 0
-                    first = self._gone_pos  # stream position of the block's first bot frame
-                    self._gone_pos += bot
+                        sleep = (period - free) / rate if wanted else (fill - low_water - slack) / rate
+                        self._writer_waits = "room" if wanted else "low"
+                    else:
+                        if (
+                            urgent
+                            and due < period
+                            and playout.state is PlayoutState.PLAYING
+                            and self._resampler is not None
+                            and self._resampler.pending
+                        ):
+                            # About to run dry: let the resampler's delayed tail out first.
+                            self._push(self._resampler.finish().astype("<i2", copy=False).tobytes())
+                        block, bot = self._next_block(period)
+                        gen = self._flush_gen
+                        self._writing_bot = bot > 0
+                        first = self._gone_pos  # stream position of the block's first bot frame
+                        self._gone_pos += bot
+            if idle:
+                self._serve_idle(out, silence, low_water + slack)
+                continue
+            if sleep is not None:
+                self._bell.wait(max(MIN_WAIT_S, sleep))
+                continue
             if drop_now:
-                pcm.drop()
-                self._reference_flushed()
-                if pacer is not None:
-                    pacer.reset()
+                out.drop()
+                self._tap.flushed()
                 self._device_delay = 0
-                with cond:
+                with lock:
                     since, self._interrupt_since = self._interrupt_since, None
                 if since is not None:
                     self.latency["interruption"].record(self._trio_time() - since)
                 continue
             try:
-                self._write(pcm, block)
+                done, fill_after = out.write(block)
             except Exception:
-                with cond:
+                with lock:
                     self._writing_bot = False
                     self._write_lost += bot  # the device failed under this block: counted as dropped
                 raise
-            done = time.perf_counter()
-            if pacer is not None:
-                pacer.wrote(block.shape[0])
-                fill_after = pacer.fill()
-            else:
-                fill_after = pcm.fill()
-                if detector.observe(fill_after < block.shape[0] // 2):
-                    log.warning(
-                        'playback device "%s" plays faster than real time (a file or null PCM?); '
-                        'pacing it by the wall clock; set audio.pacing = "wall-clock" to say so',
-                        self.device,
-                    )
-                    pacer = PlaybackPacer(rate)
-            self._reference_played(block, done, fill_after, rate)
-            with cond:
+            frames = len(block) // 2
+            self._tap.played(block, done, fill_after, rate)
+            with lock:
                 self._writing_bot = False
-                self._device_frames += block.shape[0]
+                self._device_frames += frames
                 self._device_delay = fill_after
+                self._xruns += out.take_xruns()
                 if bot:
                     self._frames_played += bot
                     self.last_write_at = done + self._trio_offset
                     if gen == self._flush_gen:
                         self._audible_until = done + fill_after / rate
-                        ahead = fill_after - block.shape[0]  # device frames before this block's first
+                        ahead = fill_after - frames  # device frames before this block's first
                         self._time_written(first, bot, self.last_write_at, ahead / rate)
                     else:
                         self._drop_pending = True  # flushed while this block was on its way in
-            if pacer is not None:
-                self._xruns += pacer.underruns
-                pacer.underruns = 0
-            else:
-                self._xruns += pcm.xruns
-                pcm.xruns = 0
+                    # Playing on, with no room for the next period: sleep until there is, without a
+                    # second pass of the loop (a flush, an earcon or stop rings the bell meanwhile).
+                    free = buffer - fill_after
+                    if free < period and not self._drop_pending and playout.available() >= period:
+                        self._tell_playing()
+                        self._writer_waits = "room"
+                        sleep = (period - free) / rate
+            if sleep is not None:
+                self._bell.wait(max(MIN_WAIT_S, sleep))
 
-    # --- the front-end's echo reference (device thread) -------------------------------------------
+    def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
+        """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
+        its fill is down to `low`, and sleep in between, until the bell rings (bot audio, an earcon, a flush,
+        stop). The least work per wake-up: an idle kiosk spends its life here."""
+        rate, buffer = out.rate, out.buffer
+        while True:
+            fill = out.fill()
+            if fill <= low:
+                free = buffer - fill
+                done, fill = out.write(silence[: 2 * free])
+                self._tap.played(silence[: 2 * free], done, fill, rate)
+                # Counters this thread alone writes: the stats' readers see the old or the new value.
+                self._device_frames += free
+                self._device_delay = fill
+                self._xruns += out.take_xruns()
+            if self._bell.wait(max(MIN_WAIT_S, (fill - low) / rate)):
+                return
 
-    def _reference_played(self, block: np.ndarray, done: float, fill_after: int, rate: int) -> None:
-        """The block just written starts playing once the `fill_after - len(block)` frames ahead of it have."""
-        if self.reference is not None:
-            self.reference.played(block, done + max(0, fill_after - block.shape[0]) / rate)
+    def _tell_playing(self) -> None:
+        """Post a change of `playing` to the event loop (device thread, lock held)."""
+        audible = time.perf_counter() < self._audible_until
+        if audible != self._playing_told:
+            self._playing_told = audible
+            self._post(self._playing_edge)
 
-    def _reference_flushed(self) -> None:
-        if self.reference is not None:
-            self.reference.flushed(time.perf_counter())
-
-    def _reference_reset(self) -> None:
-        if self.reference is not None:
-            self.reference.playback_reset()
+    def _playing_edge(self) -> None:
+        self._playing_event.set()
 
     def _time_written(self, first: int, bot: int, written_at: float, ahead_s: float) -> None:
         """Bot frames [first, first + bot) of the stream were written at the start of a block, behind
@@ -398,39 +444,18 @@ class Speaker(DeviceWorker):
                 out_at = written_at + max(0.0, ahead_s + (position - first) / self.rate)
                 audible.record(out_at - received_at)
 
-    def _next_block(self, n: int) -> tuple[np.ndarray, int]:
+    def _next_block(self, n: int) -> tuple[bytes, int]:
         """n frames for the device: bot audio (or silence) with any pending earcon mixed over it."""
         block, bot = self._playout.pull(n)
-        if not self._earcon_queue:
-            return block, bot
-        mixed = block.astype(np.int32)
-        pos = 0
-        while pos < n and self._earcon_queue:
-            tone = self._earcon_queue[0]
-            take = min(n - pos, tone.shape[0] - self._earcon_pos)
-            mixed[pos : pos + take] += tone[self._earcon_pos : self._earcon_pos + take]
-            pos += take
-            self._earcon_pos += take
-            if self._earcon_pos >= tone.shape[0]:
-                self._earcon_queue.popleft()
-                self._earcon_pos = 0
-        np.clip(mixed, -32768, 32767, out=mixed)
-        return mixed.astype("<i2"), bot
+        return self._earcons.mix(block, bot), bot
 
-    def _write(self, pcm: AlsaPcm, block: np.ndarray) -> None:
-        data = memoryview(block).cast("B")
-        total = block.shape[0]
-        sent = 0
-        for _ in range(4):  # a write is retried after an underrun, and continued if it came back short
-            n = pcm.write(data[2 * sent :])
-            if n == EPIPE:
-                self._xruns += 1  # the device ran dry during the write; pyalsaaudio re-prepares next time
-                continue
-            if n <= 0:
-                continue
-            sent += n
-            if sent >= total:
-                return
+
+def _mix_down(pcm: bytes, channels: int) -> bytes:
+    """Interleaved S16_LE frames of `channels` channels to mono (the mean, rounded); numpy on first use."""
+    import numpy as np
+
+    frames = np.frombuffer(pcm, dtype="<i2").reshape(-1, channels)
+    return np.rint(frames.mean(axis=1)).astype("<i2").tobytes()
 
 
 __all__ = ["Speaker"]

@@ -1,13 +1,12 @@
 """Pipecat's native framing: one binary WebSocket message is one protobuf ``pipecat.Frame``
-(what ``ProtobufFrameSerializer`` and the browser's ``WebSocketTransport`` speak)."""
+(what ``ProtobufFrameSerializer`` and the browser's ``WebSocketTransport`` speak), read and written by
+protocol/pbwire.py (no protobuf runtime in the daemon; the generated frames_pb2, in the devkit, is for tests and tools)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from google.protobuf.message import DecodeError
-
-from voiceterm.protocol import frames_pb2
+from voiceterm.protocol import pbwire
 from voiceterm.protocol.base import Serializer, check_bot_audio, decode_json, encode_json
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import (
@@ -33,10 +32,7 @@ class ProtobufSerializer(Serializer):
     def encode_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> bytes:
         pcm = self._check_audio(pcm, sample_rate, num_channels)
         # Every field set explicitly: pipecat divides by num_channels, so 0 would kill the session.
-        frame = frames_pb2.Frame(
-            audio=frames_pb2.AudioRawFrame(audio=pcm, sample_rate=sample_rate, num_channels=1)
-        )
-        out = frame.SerializeToString()
+        out = pbwire.encode_audio_frame(pcm, sample_rate, 1)
         self._check_outgoing_size(out, f"audio chunk of {len(pcm)} bytes")
         return out
 
@@ -46,45 +42,41 @@ class ProtobufSerializer(Serializer):
         check_client_message(message, self.name)
         text = encode_json(message, f"{self.name}: message")
         try:
-            frame = frames_pb2.Frame(message=frames_pb2.MessageFrame(data=text))
+            out = pbwire.encode_message_frame(text)
         except ValueError as e:  # lone surrogates cannot be UTF-8 encoded into a protobuf string
             raise ProtocolError(
                 f"{self.name}: message text is not valid Unicode ({type(e).__name__})"
             ) from None
-        out = frame.SerializeToString()
         self._check_outgoing_size(out, "message")
         return out
 
     def decode(self, data: bytes | str) -> list[Event]:
         raw = self._check_incoming(data)
+        assert isinstance(raw, bytes)
         try:
-            frame = frames_pb2.Frame.FromString(raw)
-        except DecodeError:
+            which, fields = pbwire.decode_frame(raw)
+        except pbwire.WireError as e:
             raise ProtocolError(
-                f"{self.name}: not a pipecat Frame ({len(raw)} bytes of invalid protobuf)"
+                f"{self.name}: not a pipecat Frame ({len(raw)} bytes of invalid protobuf: {e})"
             ) from None
-        which = frame.WhichOneof("frame")
         if which == "audio":
-            return self._decode_audio(frame.audio)
+            return self._decode_audio(fields)
         if which == "message":
-            obj = decode_json(
-                frame.message.data, f"{self.name}: message frame", max_bytes=self.max_message_bytes
-            )
+            obj = decode_json(fields["data"], f"{self.name}: message frame", max_bytes=self.max_message_bytes)
             return [parse_server_message(obj)]
         if which == "interruption":
             return [Interruption()]
         if which == "text":
-            return [TextFrameEvent(frame.text.text)]
+            return [TextFrameEvent(fields["text"])]
         if which == "transcription":
-            t = frame.transcription
-            return [TranscriptionEvent(t.text, t.user_id, t.timestamp)]
+            return [TranscriptionEvent(fields["text"], fields["user_id"], fields["timestamp"])]
         return []  # an empty frame, or a oneof case newer than this schema: ignore it
 
-    def _decode_audio(self, audio: Any) -> list[Event]:
-        pcm: bytes = audio.audio
+    def _decode_audio(self, audio: dict[str, Any]) -> list[Event]:
+        pcm: bytes = audio["audio"]
         if not pcm:
             return []  # nothing to play
-        rate: int = audio.sample_rate
-        channels: int = audio.num_channels
+        rate: int = audio["sample_rate"]
+        channels: int = audio["num_channels"]
         check_bot_audio(rate, channels, len(pcm), self.name)
         return [AudioChunk(pcm, rate, channels)]
