@@ -18,6 +18,7 @@ from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.core.latency import (
     N_BUCKETS,
     SUB_BUCKETS,
+    ChunkTimes,
     LatencyRecorder,
     bucket_difference,
     bucket_index,
@@ -247,3 +248,22 @@ async def test_chunks_the_cap_dropped_are_not_timed_and_the_books_balance(
             assert spk.latency["receive_to_playout"].count == 10
             assert _books_balance(spk)
             nursery.cancel_scope.cancel()
+
+
+def test_chunk_times_times_each_chunk_at_its_first_written_frame_and_skips_dropped_ones() -> None:
+    written, audible = LatencyRecorder(), LatencyRecorder()
+    times = ChunkTimes(1000, 3, written, audible)  # 1000 frames a second: a frame is a millisecond
+    times.add(0, 10.0)  # a chunk whose first frame is stream position 0, received at t = 10 s
+    times.add(100, 10.05)
+    times.add(200, 10.1)
+    times.add(300, 10.2)  # over the limit: goes untimed
+    # Frames 150..250 written at 10.3 s behind 20 ms of audio: the chunk at 0 and 100 were dropped by the cap.
+    times.written(150, 100, 10.3, 0.02)
+    assert written.summary().count == 1 and audible.summary().count == 1
+    assert written.summary().max == pytest.approx(0.2, abs=0.01)  # 10.1 -> 10.3
+    # The chunk at 200 leaves the device 20 ms (ahead) + 50 frames (50 ms) after the write.
+    assert audible.summary().max == pytest.approx(0.27, abs=0.02)
+    times.add(400, 11.0)
+    times.clear()  # flushed: nothing waiting is timed
+    times.written(400, 100, 11.5, 0.0)
+    assert written.summary().count == 1

@@ -8,6 +8,7 @@ buckets (16 per octave, so within 6.25 % of the true value, and never above the 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,8 +171,42 @@ def bucket_difference(
     return out
 
 
+class ChunkTimes:
+    """Chunks of bot audio waiting for their first frame to be written, by stream position, so each is timed
+    then: receive -> written to the device, and receive -> audible (the device's fill ahead of it added).
+    Bounded: beyond `limit` waiting chunks, later ones go untimed."""
+
+    def __init__(self, rate: int, limit: int, written: LatencyRecorder, audible: LatencyRecorder) -> None:
+        self._rate = rate
+        self._limit = limit
+        self._written = written
+        self._audible = audible
+        self._waiting: deque[tuple[int, float]] = deque()  # (position of the first frame, received_at)
+
+    def add(self, position: int, received_at: float) -> None:
+        if len(self._waiting) < self._limit:
+            self._waiting.append((position, received_at))
+
+    def clear(self) -> None:
+        """Nothing queued will be written (a flush, a closed device)."""
+        self._waiting.clear()
+
+    def written(self, first: int, frames: int, written_at: float, ahead_s: float) -> None:
+        """Frames [first, first + frames) of the stream were written at the start of a block, behind `ahead_s`
+        of audio still in the device: time the chunks starting there."""
+        waiting = self._waiting
+        end = first + frames
+        while waiting and waiting[0][0] < end:
+            position, received_at = waiting.popleft()
+            if position >= first:  # earlier ones were dropped by the cap, never written
+                self._written.record(written_at - received_at)
+                out_at = written_at + max(0.0, ahead_s + (position - first) / self._rate)
+                self._audible.record(out_at - received_at)
+
+
 __all__ = [
     "N_BUCKETS",
+    "ChunkTimes",
     "LatencyRecorder",
     "LatencySummary",
     "bucket_difference",

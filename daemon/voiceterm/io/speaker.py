@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +39,7 @@ import trio
 from voiceterm.config import AudioConfig, EarconsConfig
 from voiceterm.core import earcons as earcon_tones
 from voiceterm.core.earcon_queue import EarconQueue
-from voiceterm.core.latency import LatencyRecorder
+from voiceterm.core.latency import ChunkTimes, LatencyRecorder
 from voiceterm.core.pcm import scale
 from voiceterm.core.playout import PlayoutBuffer, PlayoutState
 from voiceterm.io.alsa import PLAYBACK, AlsaPcm
@@ -53,6 +52,13 @@ log = logging.getLogger("voiceterm.audio")
 UNDERRUN_WINDOW_S = 0.5  # audio resuming within this much silence was an underrun, later a new utterance
 EARCON_QUEUE_MAX = 4  # earcons waiting to start; older ones are dropped beyond it
 MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on rounding)
+# A device whose pointer moves in steps (a period interrupt, PulseAudio's transfers) reports the same fill
+# until the next step, so a sleep computed for a smoothly draining buffer ends too early and the writer
+# would spin at MIN_WAIT_S (measured: 1,400-1,700 wake-ups a second beside another PulseAudio client). When
+# the fill did not move during a sleep, the device is taken for such a one (until it is reopened): the writer
+# then sleeps until the fill could be down to low water at the device's rate, and at least this fraction of
+# a period, so it wakes about once a period, as a blocking write would.
+STALLED_WAIT_PERIODS = 0.25
 TIMED_CHUNKS_MAX = 512  # chunks waiting for their first write to be timed; later ones go untimed
 
 
@@ -124,8 +130,9 @@ class Speaker(DeviceWorker):
             "receive_to_audible": LatencyRecorder(),
             "interruption": LatencyRecorder(),
         }
-        # (stream position of a chunk's first frame, its received_at), oldest first
-        self._timed: deque[tuple[int, float]] = deque()
+        self._timed = ChunkTimes(
+            self.rate, TIMED_CHUNKS_MAX, self.latency["receive_to_write"], self.latency["receive_to_audible"]
+        )
         self._pushed_pos = 0  # bot frames ever pushed into the playout buffer
         self._gone_pos = 0  # ... and ever taken out of it (pulled, dropped by the cap, flushed)
         self._interrupt_since: float | None = None  # an interruption waiting for the writer's drop()
@@ -173,8 +180,8 @@ class Speaker(DeviceWorker):
                 pcm = self._resample(pcm, in_rate)
             if self.volume != 1.0 and pcm:
                 pcm = scale(pcm, self.volume)
-            if received_at is not None and pcm and len(self._timed) < TIMED_CHUNKS_MAX:
-                self._timed.append((self._pushed_pos, received_at))
+            if received_at is not None and pcm:
+                self._timed.add(self._pushed_pos, received_at)
             self._push(pcm)
             waits = self._writer_waits
             if waits == "idle" or (waits == "low" and self._playout.available() >= self.period_frames):
@@ -314,8 +321,14 @@ class Speaker(DeviceWorker):
         silence = bytes(2 * buffer)
         lock = self._lock
         playout = self._playout
+        stalled_wait = max(MIN_WAIT_S, STALLED_WAIT_PERIODS * period / rate)
+        slept_at_fill: int | None = None  # the fill when the writer last went to sleep
+        stepped = False  # the device's pointer moves in steps: see STALLED_WAIT_PERIODS
         while True:
             fill = out.fill()
+            stepped = stepped or (slept_at_fill is not None and fill >= slept_at_fill)
+            shortest = max(stalled_wait, (fill - low_water - slack) / rate) if stepped else MIN_WAIT_S
+            slept_at_fill = None
             sleep: float | None = None
             idle = False
             with lock:
@@ -355,10 +368,11 @@ class Speaker(DeviceWorker):
                         first = self._gone_pos  # stream position of the block's first bot frame
                         self._gone_pos += bot
             if idle:
-                self._serve_idle(out, silence, low_water + slack)
+                self._serve_idle(out, silence, low_water + slack, stalled_wait)
                 continue
             if sleep is not None:
-                self._bell.wait(max(MIN_WAIT_S, sleep))
+                slept_at_fill = fill
+                self._bell.wait(max(shortest, sleep))
                 continue
             if drop_now:
                 out.drop()
@@ -389,7 +403,7 @@ class Speaker(DeviceWorker):
                     if gen == self._flush_gen:
                         self._audible_until = done + fill_after / rate
                         ahead = fill_after - frames  # device frames before this block's first
-                        self._time_written(first, bot, self.last_write_at, ahead / rate)
+                        self._timed.written(first, bot, self.last_write_at, ahead / rate)
                     else:
                         self._drop_pending = True  # flushed while this block was on its way in
                     # Playing on, with no room for the next period: sleep until there is, without a
@@ -400,15 +414,20 @@ class Speaker(DeviceWorker):
                         self._writer_waits = "room"
                         sleep = (period - free) / rate
             if sleep is not None:
+                slept_at_fill = fill_after
+                if stepped:
+                    sleep = max(sleep, stalled_wait, (fill_after - low_water - slack) / rate)
                 self._bell.wait(max(MIN_WAIT_S, sleep))
 
-    def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
+    def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int, stalled_wait: float) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
         its fill is down to `low`, and sleep in between, until the bell rings (bot audio, an earcon, a flush,
         stop). The least work per wake-up: an idle kiosk spends its life here."""
         rate, buffer = out.rate, out.buffer
+        slept_at_fill: int | None = None
         while True:
             fill = out.fill()
+            shortest = stalled_wait if slept_at_fill is not None and fill >= slept_at_fill else MIN_WAIT_S
             if fill <= low:
                 free = buffer - fill
                 done, fill = out.write(silence[: 2 * free])
@@ -417,7 +436,8 @@ class Speaker(DeviceWorker):
                 self._device_frames += free
                 self._device_delay = fill
                 self._xruns += out.take_xruns()
-            if self._bell.wait(max(MIN_WAIT_S, (fill - low) / rate)):
+            slept_at_fill = fill
+            if self._bell.wait(max(shortest, (fill - low) / rate)):
                 return
 
     def _tell_playing(self) -> None:
@@ -429,20 +449,6 @@ class Speaker(DeviceWorker):
 
     def _playing_edge(self) -> None:
         self._playing_event.set()
-
-    def _time_written(self, first: int, bot: int, written_at: float, ahead_s: float) -> None:
-        """Bot frames [first, first + bot) of the stream were written at the start of a block, behind
-        `ahead_s` of audio still in the device (lock held): time the chunks starting there."""
-        timed = self._timed
-        written = self.latency["receive_to_write"]
-        audible = self.latency["receive_to_audible"]
-        end = first + bot
-        while timed and timed[0][0] < end:
-            position, received_at = timed.popleft()
-            if position >= first:  # earlier ones were dropped by the cap, never written
-                written.record(written_at - received_at)
-                out_at = written_at + max(0.0, ahead_s + (position - first) / self.rate)
-                audible.record(out_at - received_at)
 
     def _next_block(self, n: int) -> tuple[bytes, int]:
         """n frames for the device: bot audio (or silence) with any pending earcon mixed over it."""
