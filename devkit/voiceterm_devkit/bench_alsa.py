@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CAPTURE_PERIODS = 8  # the daemon's CAPTURE_MIN_PERIODS
+CAPTURE_PERIODS = 16  # the daemon's CAPTURE_MIN_PERIODS
 PLAYBACK_PERIODS = 4  # the daemon's default audio.buffer_periods
 PLAYBACK_QUEUE_CHUNKS = (
     256  # bot chunks waiting for the speaker (several seconds); more are dropped and counted

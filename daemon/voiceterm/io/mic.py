@@ -37,9 +37,9 @@ from voiceterm.logs import kv
 
 log = logging.getLogger("voiceterm.audio")
 
-CAPTURE_MIN_PERIODS = (
-    8  # a deeper capture buffer costs no latency (reads return per period) and rides out stalls
-)
+# A deeper capture buffer costs no latency (reads return per period), rides out stalls, and lets the idle mic
+# sleep longer between its bursts: 16 periods (320 ms at 20 ms) wake it about 4 times a second, not 8.
+CAPTURE_MIN_PERIODS = 16
 BURST_END_READS = 50  # good reads in a row that end an overrun burst (one second at 20 ms periods)
 # While no one wants the mic, read after three quarters of the capture buffer (the buffer ALSA granted) has
 # filled; the rest rides out a late wake-up (an overrun then would only lose audio no one wanted, and counts).
@@ -193,8 +193,10 @@ class Microphone(DeviceWorker):
 
     def _serve(self, pcm: AlsaPcm) -> None:
         period_s = pcm.period_frames / pcm.rate
-        idle_wait_s = max(1, int(pcm.buffer_frames // pcm.period_frames * IDLE_BURST_FILL)) * period_s
-        pacer = CapturePacer(period_s) if self.wall_clock else None
+        buffer_periods = max(1, pcm.buffer_frames // pcm.period_frames)
+        idle_wait_s = max(1, int(buffer_periods * IDLE_BURST_FILL)) * period_s
+        # The wall-clock pacer keeps as much as the device would hold, so an idle burst reads all of it.
+        pacer = CapturePacer(period_s, max_lag_periods=buffer_periods) if self.wall_clock else None
         detector = UnclockedDetector(UNCLOCKED_READS)
         pending = bytearray()
         last = time.perf_counter()
@@ -234,7 +236,7 @@ class Microphone(DeviceWorker):
                     'pacing it by the wall clock; set audio.pacing = "wall-clock" to say so',
                     self.device,
                 )
-                pacer = CapturePacer(period_s)
+                pacer = CapturePacer(period_s, max_lag_periods=buffer_periods)
                 pacer.delay()
             last = now
             if n < 0:
