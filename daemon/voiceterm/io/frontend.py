@@ -2,7 +2,7 @@
 and capped automatic gain (WebRTC's audio processing through pywebrtc-audio), and the far-end reference tap.
 
 Threads, and why: the DSP runs on the capture thread, inside `Microphone` (a chunk costs well under a
-millisecond and the capture buffer is eight periods deep), so the trio thread never does DSP and there is
+millisecond and the capture buffer is sixteen periods deep), so the trio thread never does DSP and there is
 no extra thread. The speaker's thread hands every block it writes to `played()` — exactly what goes to
 ALSA, after volume, earcons and the silence fill — with the time its first frame leaves the device, and
 that is all it does: the block is queued (bounded; the one lock guards only that queue). The capture
