@@ -55,9 +55,9 @@ MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on round
 # A device whose pointer moves in steps (a period interrupt, PulseAudio's transfers) reports the same fill
 # until the next step, so a sleep computed for a smoothly draining buffer ends too early and the writer
 # would spin at MIN_WAIT_S (measured: 1,400-1,700 wake-ups a second beside another PulseAudio client). When
-# the fill did not move during a sleep, the device is taken for such a one (until it is reopened): the writer
-# then sleeps until the fill could be down to low water at the device's rate, and at least this fraction of
-# a period, so it wakes about once a period, as a blocking write would.
+# the fill did not move during a whole sleep (not one a ring cut short), the device is taken for such a one
+# until it is reopened: the writer then sleeps until the fill could be down to low water at the device's
+# rate, and at least this fraction of a period, so it wakes about once a period, as a blocking write would.
 STALLED_WAIT_PERIODS = 0.25
 TIMED_CHUNKS_MAX = 512  # chunks waiting for their first write to be timed; later ones go untimed
 
@@ -322,7 +322,7 @@ class Speaker(DeviceWorker):
         lock = self._lock
         playout = self._playout
         stalled_wait = max(MIN_WAIT_S, STALLED_WAIT_PERIODS * period / rate)
-        slept_at_fill: int | None = None  # the fill when the writer last went to sleep
+        slept_at_fill: int | None = None  # the fill before the writer's last sleep, if it was not rung awake
         stepped = False  # the device's pointer moves in steps: see STALLED_WAIT_PERIODS
         while True:
             fill = out.fill()
@@ -371,8 +371,8 @@ class Speaker(DeviceWorker):
                 self._serve_idle(out, silence, low_water + slack, stalled_wait)
                 continue
             if sleep is not None:
-                slept_at_fill = fill
-                self._bell.wait(max(shortest, sleep))
+                rung = self._bell.wait(max(shortest, sleep))
+                slept_at_fill = None if rung else fill  # only a sleep that ran its course says anything
                 continue
             if drop_now:
                 out.drop()
@@ -414,10 +414,10 @@ class Speaker(DeviceWorker):
                         self._writer_waits = "room"
                         sleep = (period - free) / rate
             if sleep is not None:
-                slept_at_fill = fill_after
                 if stepped:
                     sleep = max(sleep, stalled_wait, (fill_after - low_water - slack) / rate)
-                self._bell.wait(max(MIN_WAIT_S, sleep))
+                rung = self._bell.wait(max(MIN_WAIT_S, sleep))
+                slept_at_fill = None if rung else fill_after
 
     def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int, stalled_wait: float) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
