@@ -15,6 +15,7 @@ import trio.testing
 
 from voiceterm.core.pcm import apply_gain_db
 from voiceterm.io.alsa import AlsaPcm
+from voiceterm.io.alsa_pacing import UNCLOCKED_READS
 from voiceterm.io.mic import MicChunk, Microphone
 from voiceterm_devkit.alsa_files import FifoTap, noise, write_raw
 
@@ -40,7 +41,7 @@ def capture_threads() -> list[threading.Thread]:
 async def test_a_known_file_comes_out_chunk_for_chunk(
     alsa_env: AlsaEnv, audio_config: Any, rate: int
 ) -> None:
-    n_chunks = 20
+    n_chunks = 40
     chunk = rate * 20 // 1000
     samples = noise(n_chunks * chunk, seed=rate)
     write_raw(alsa_env.path("in.raw"), samples)  # exactly n_chunks periods: no stale re-reads
@@ -56,8 +57,9 @@ async def test_a_known_file_comes_out_chunk_for_chunk(
     assert [c.pcm for c in got] == chunks_of(samples, chunk)
     stamps = [c.captured_at for c in got]
     assert stamps == sorted(stamps)
-    # Wall-clock pacing: one period per period of real time, not all at once.
-    assert stamps[-1] - stamps[0] >= (n_chunks - 1) * 0.020 * 0.8
+    # Wall-clock pacing: one period per period of real time, not all at once (a reader that fell behind on a
+    # busy machine catches up by at most the capture buffer's periods).
+    assert stamps[-1] - stamps[0] >= (n_chunks - 2 - mic.periods) * 0.020
     assert mic.fault is None
     stats = mic.stats()
     assert stats["overruns_total"] == 0 and stats["reopens_total"] == 0
@@ -233,7 +235,7 @@ async def test_device_pacing_on_an_unclocked_pcm_falls_back_to_the_wall_clock(
     alsa_env: AlsaEnv, audio_config: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="voiceterm.audio")
-    n_chunks = 70
+    n_chunks = UNCLOCKED_READS + 70
     samples = noise(320 * n_chunks, seed=7)
     write_raw(alsa_env.path("in.raw"), samples)
     alsa_env.config.add_capture("mic", alsa_env.path("in.raw"))
@@ -247,5 +249,7 @@ async def test_device_pacing_on_an_unclocked_pcm_falls_back_to_the_wall_clock(
             nursery.cancel_scope.cancel()
     assert [c.pcm for c in got] == chunks_of(samples, 320)
     assert any("faster than real time" in r.getMessage() for r in caplog.records)
-    tail = [c.captured_at for c in got[55:]]
-    assert tail[-1] - tail[0] >= (len(tail) - 1) * 0.020 * 0.8  # paced once detected
+    # Paced once detected: a reader that fell behind (a busy machine) catches up by at most the capture
+    # buffer's periods at once, so the chunks after detection span the rest of their count in real time.
+    tail = [c.captured_at for c in got[UNCLOCKED_READS + 1 :]]
+    assert tail[-1] - tail[0] >= (len(tail) - 2 - mic.periods) * 0.020
