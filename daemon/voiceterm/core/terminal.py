@@ -158,7 +158,7 @@ class Terminal:
         return self._ptt.mode == "always-on" and self._bot.user_speaking and not self._muted
 
     def _mic_wanted(self) -> bool:
-        # Whether mic() would send anything now: while it would not, the mic thread hands no chunk over.
+        # Whether mic() sends anything now; while it would not, the mic thread hands no chunk over.
         if not self._link_up or self._muted:
             return False
         if self._config.audio.half_duplex and self._bot.audible:
@@ -311,18 +311,14 @@ class Terminal:
         """
         self._clock(now)
         self._expire_tail(now)  # the turn limit is tick()'s: its commands cannot be returned from here
-        if not self._link_up or self._muted:
-            return None
-        if self._config.audio.half_duplex and self._bot.audible:
+        if not self._mic_wanted():
             return None
         if self._turn or self._ptt.mode == "always-on":
             self._counters["mic_chunks_sent_total"] += 1
             return pcm
-        if self._tail_left:
-            self._tail_left -= 1
-            self._counters["tail_chunks_sent_total"] += 1
-            return bytes(len(pcm))
-        return None
+        self._tail_left -= 1  # wanted outside a turn: the silence tail
+        self._counters["tail_chunks_sent_total"] += 1
+        return bytes(len(pcm))
 
     # --- internals --------------------------------------------------------------------------------
 
