@@ -31,10 +31,22 @@ class PlaybackDevice:
         self.pacer = PlaybackPacer(self.rate) if wall_clock else None
         self._detector = UnclockedDetector(UNCLOCKED_WRITES)
         self._xruns = 0  # underruns seen during writes (the device ran dry under a write)
+        # The pointer moves in steps (a period interrupt, PulseAudio's transfers): the fill read the same
+        # before and after a whole sleep. The writer then sleeps longer (io/speaker.py, STALLED_WAIT_PERIODS).
+        self.stepped = False
+        self._slept_at: int | None = None  # the fill before the writer's last whole sleep
 
     def fill(self) -> int:
         """Frames queued in the device now."""
-        return self.pacer.fill() if self.pacer is not None else self.pcm.fill()
+        fill = self.pacer.fill() if self.pacer is not None else self.pcm.fill()
+        if self._slept_at is not None and fill >= self._slept_at:
+            self.stepped = True
+        self._slept_at = None
+        return fill
+
+    def slept(self, fill: int, rung: bool) -> None:
+        """The writer slept with `fill` in the device; `rung`: woken early, so the sleep says nothing."""
+        self._slept_at = None if rung else fill
 
     def write(self, block: bytes) -> tuple[float, int]:
         """Write all of `block` (S16_LE); returns (perf_counter time it returned, the fill after it)."""

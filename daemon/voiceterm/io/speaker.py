@@ -56,8 +56,9 @@ MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on round
 # until the next step, so a sleep computed for a smoothly draining buffer ends too early and the writer
 # would spin at MIN_WAIT_S (measured: 1,400-1,700 wake-ups a second beside another PulseAudio client). When
 # the fill did not move during a whole sleep (not one a ring cut short), the device is taken for such a one
-# until it is reopened: the writer then sleeps until the fill could be down to low water at the device's
-# rate, and at least this fraction of a period, so it wakes about once a period, as a blocking write would.
+# until it is reopened (PlaybackDevice.stepped): the writer then sleeps until the fill could be down to low
+# water at the device's rate, and at least this fraction of a period, so it wakes about once a period, as a
+# blocking write would.
 STALLED_WAIT_PERIODS = 0.25
 TIMED_CHUNKS_MAX = 512  # chunks waiting for their first write to be timed; later ones go untimed
 
@@ -321,14 +322,8 @@ class Speaker(DeviceWorker):
         silence = bytes(2 * buffer)
         lock = self._lock
         playout = self._playout
-        stalled_wait = max(MIN_WAIT_S, STALLED_WAIT_PERIODS * period / rate)
-        slept_at_fill: int | None = None  # the fill before the writer's last sleep, if it was not rung awake
-        stepped = False  # the device's pointer moves in steps: see STALLED_WAIT_PERIODS
         while True:
             fill = out.fill()
-            stepped = stepped or (slept_at_fill is not None and fill >= slept_at_fill)
-            shortest = max(stalled_wait, (fill - low_water - slack) / rate) if stepped else MIN_WAIT_S
-            slept_at_fill = None
             sleep: float | None = None
             idle = False
             with lock:
@@ -368,11 +363,10 @@ class Speaker(DeviceWorker):
                         first = self._gone_pos  # stream position of the block's first bot frame
                         self._gone_pos += bot
             if idle:
-                self._serve_idle(out, silence, low_water + slack, stalled_wait)
+                self._serve_idle(out, silence, low_water + slack)
                 continue
             if sleep is not None:
-                rung = self._bell.wait(max(shortest, sleep))
-                slept_at_fill = None if rung else fill  # only a sleep that ran its course says anything
+                self._sleep(out, fill, sleep, low_water + slack)
                 continue
             if drop_now:
                 out.drop()
@@ -414,20 +408,24 @@ class Speaker(DeviceWorker):
                         self._writer_waits = "room"
                         sleep = (period - free) / rate
             if sleep is not None:
-                if stepped:
-                    sleep = max(sleep, stalled_wait, (fill_after - low_water - slack) / rate)
-                rung = self._bell.wait(max(MIN_WAIT_S, sleep))
-                slept_at_fill = None if rung else fill_after
+                self._sleep(out, fill_after, sleep, low_water + slack)
 
-    def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int, stalled_wait: float) -> None:
+    def _sleep(self, out: PlaybackDevice, fill: int, seconds: float, low: int) -> bool:
+        """Sleep `seconds` or until the bell rings (True). On a device whose pointer moves in steps, sleep
+        until the fill could be down to `low` instead (see STALLED_WAIT_PERIODS)."""
+        if out.stepped:
+            seconds = max(seconds, STALLED_WAIT_PERIODS * out.period / out.rate, (fill - low) / out.rate)
+        rung = self._bell.wait(max(MIN_WAIT_S, seconds))
+        out.slept(fill, rung)
+        return rung
+
+    def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
         its fill is down to `low`, and sleep in between, until the bell rings (bot audio, an earcon, a flush,
         stop). The least work per wake-up: an idle kiosk spends its life here."""
         rate, buffer = out.rate, out.buffer
-        slept_at_fill: int | None = None
         while True:
             fill = out.fill()
-            shortest = stalled_wait if slept_at_fill is not None and fill >= slept_at_fill else MIN_WAIT_S
             if fill <= low:
                 free = buffer - fill
                 done, fill = out.write(silence[: 2 * free])
@@ -436,8 +434,7 @@ class Speaker(DeviceWorker):
                 self._device_frames += free
                 self._device_delay = fill
                 self._xruns += out.take_xruns()
-            slept_at_fill = fill
-            if self._bell.wait(max(shortest, (fill - low) / rate)):
+            if self._sleep(out, fill, (fill - low) / rate, low):
                 return
 
     def _tell_playing(self) -> None:
