@@ -80,3 +80,21 @@ def test_the_pipecat_helper_ships_behind_its_extra_and_the_daemon_never_imports_
         "assert 'voiceterm.pipecat_ptt' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_path_to_ready_imports_no_websocket_stack_numpy_or_installed_metadata() -> None:
+    # What the daemon imports before READY=1 is its start-up time (~10x on a Pi Zero). The WebSocket stack is
+    # imported by the link's first attempt after READY, numpy and soxr by a resampler or the front-end, the
+    # installed distributions' metadata only for a serializer that is not built in.
+    code = (
+        "import sys\n"
+        "import voiceterm.app, voiceterm.cli\n"
+        "from voiceterm.protocol.registry import get_serializer\n"
+        "get_serializer('protobuf'); get_serializer('twilio')\n"
+        "late = {'trio_websocket', 'wsproto', 'h11', 'numpy', 'soxr', 'importlib.metadata'}\n"
+        "print(sorted(late & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

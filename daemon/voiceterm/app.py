@@ -170,7 +170,6 @@ class Daemon:
             await nursery.start(self.speaker.run)
             await nursery.start(self.mic.run, self._mic_chunk)
             await self._start_panel(nursery, edge_send)
-            await nursery.start(self.link.run)
             await nursery.start(self.integrations.run)
             nursery.start_soon(self._contained, self._link_events, "bot event")
             nursery.start_soon(self._inputs, edge_recv)
@@ -189,6 +188,10 @@ class Daemon:
                     startup_ms=round((time.monotonic() - self.started_at) * 1000),
                 ),
             )
+            # The link last, after READY: READY says the device's own parts work (audio, panel, sockets);
+            # the bot is reached over a network that may be down, and its WebSocket stack is imported by
+            # the first attempt (io/wsopen.py), which is then off the path to READY.
+            await nursery.start(self.link.run)
             period = watchdog_period()
             if period:
                 nursery.start_soon(self.status.watchdog, period)

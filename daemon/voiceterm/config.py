@@ -13,8 +13,10 @@ from __future__ import annotations
 import socket
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any, Literal
+
+from voiceterm.record import record
 
 DEFAULT_CONFIG_PATH = "/etc/voiceterm/voiceterm.toml"
 CREDENTIAL_NAME = "token"  # systemd LoadCredential=token:… ends up at $CREDENTIALS_DIRECTORY/token
@@ -44,7 +46,7 @@ def _restart(help_text: str, lo: float | None = None, hi: float | None = None, *
     return _meta(RESTART, help_text, lo, hi, extra)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotConfig:
     url: str = field(
         default="ws://localhost:8765",
@@ -114,7 +116,7 @@ class BotConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AudioConfig:
     capture_device: str = field(default="default", metadata=_restart("ALSA PCM name of the microphone"))
     playback_device: str = field(default="default", metadata=_restart("ALSA PCM name of the speaker"))
@@ -168,7 +170,7 @@ class AudioConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EarconsConfig:
     enabled: bool = field(default=True, metadata=_live("play short tones for events on the speaker"))
     volume_percent: int = field(default=30, metadata=_live("tone volume", 0, 100))
@@ -179,7 +181,7 @@ class EarconsConfig:
     error: bool = field(default=True, metadata=_live("tone on a fault"))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PushToTalkConfig:
     mode: Literal["hold", "toggle", "always-on"] = field(
         default="hold",
@@ -204,7 +206,7 @@ class PushToTalkConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GpioConfig:
     enabled: bool = field(default=True, metadata=_restart("use GPIO for the button and LED"))
     pin_factory: str = field(
@@ -227,7 +229,7 @@ class GpioConfig:
     active_high: bool = field(default=True, metadata=_restart("LED lights when the pin is high"))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReconnectConfig:
     initial_delay: float = field(
         default=1.0, metadata=_live("first delay before reconnecting, seconds", 0.05, 600)
@@ -243,7 +245,7 @@ class ReconnectConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HeartbeatConfig:
     interval: float = field(default=10.0, metadata=_live("seconds between WebSocket pings; 0 = off", 0, 600))
     timeout: float = field(
@@ -252,12 +254,12 @@ class HeartbeatConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_live("log level"))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StatusConfig:
     socket: str = field(
         default="",
@@ -272,7 +274,7 @@ class StatusConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EventsConfig:
     enabled: bool = field(
         default=True,
@@ -299,7 +301,7 @@ class EventsConfig:
     max_clients: int = field(default=16, metadata=_restart("connections served at once", 1, 256))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FunctionsConfig:
     commands: Mapping[str, Any] = field(
         default_factory=dict,
@@ -343,7 +345,7 @@ class FunctionsConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TwilioConfig:
     stream_sid: str = field(
         default="",
@@ -368,7 +370,7 @@ class TwilioConfig:
 FRONTEND_RATES = (16000, 32000, 48000)  # the mic rates WebRTC's audio processing runs at
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FrontendConfig:
     mode: Literal["auto", "on", "off"] = field(
         default="auto",
@@ -391,7 +393,7 @@ class FrontendConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

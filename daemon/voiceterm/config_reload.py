@@ -8,16 +8,16 @@ Pure; the daemon (`app.py`) hands the live part to its components' `reconfigure`
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 from voiceterm.config import Config, is_live
 from voiceterm.config_render import effective_config
+from voiceterm.record import record
 
 __all__ = ["Reload", "changed_keys", "merge", "plan_reload"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reload:
     """The outcome of comparing two configurations."""
 

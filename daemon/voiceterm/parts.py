@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass
 
 from voiceterm.config import Config, ConfigError
+from voiceterm.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Part:
     module: str  # what must import
     pip: str  # what to pip install to bring it

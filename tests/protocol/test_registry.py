@@ -73,3 +73,18 @@ def test_broken_plugins_are_lookup_errors(monkeypatch):
         get_serializer("gone")
     with pytest.raises(UnknownSerializerError, match=r"'wrong' .* is not a Serializer subclass"):
         get_serializer("wrong")
+
+
+def test_a_plugin_cannot_replace_a_builtin_and_builtins_never_scan(monkeypatch):
+    scans = []
+
+    def targets():
+        scans.append(1)
+        return {"protobuf": "voiceterm.protocol.twilio:TwilioSerializer"}
+
+    monkeypatch.setattr(registry, "_entry_point_targets", targets)
+    assert get_serializer("protobuf") is ProtobufSerializer
+    assert scans == []  # the common start-up reads no installed metadata
+    with pytest.raises(UnknownSerializerError):
+        get_serializer("protobuff")
+    assert scans  # an unknown name does look at the plugins

@@ -10,8 +10,9 @@ is off by default and its mock ignores it, so debounce lives here). `ModeMachine
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Union
+
+from voiceterm.record import record
 
 __all__ = [
     "ButtonTracker",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Gesture:
     """A debounced button event. `at` is when it really happened (the first edge of the stable level), so
     the debounce delay does not skew press lengths; `held_s` is how long the button had been down."""
@@ -117,19 +118,19 @@ class ButtonTracker:
 # --- what a press means -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartTurn:
     """Open the mic for a user turn; `barge_in` when the bot is audible and must be cut off first."""
 
     barge_in: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EndTurn:
     """Close the user turn (the terminal ignores it when no turn is open)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LongAction:
     """Run the configured long-press action."""
 
@@ -137,7 +138,7 @@ class LongAction:
 Intent = Union[StartTurn, EndTurn, LongAction]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PressContext:
     """What the terminal can do at the moment of a gesture."""
 

@@ -8,8 +8,10 @@ client asked, so the shell can tell it. A reply nobody waits for (late, or never
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from voiceterm.record import record
 
 MAX_PENDING = 32  # requests waiting for a reply, all clients together
 MIN_TIMEOUT_S = 0.1
@@ -21,7 +23,7 @@ class RequestError(ValueError):
     """A request that cannot be made; str() is the one-line reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pending:
     request_id: str  # the RTVI message id
     owner: int  # the control client that asked
@@ -30,7 +32,7 @@ class Pending:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outcome:
     """How one request ended: `ok` with the reply's `d`, or an `error` (refused, timed out, session over)."""
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Union
 
 from voiceterm import safejson
 from voiceterm.core.device_events import EVENT_NAMES, jsonable
+from voiceterm.record import record
 
 MAX_REQUEST_BYTES = 16 * 1024  # a longer line is refused and the connection closed
 # A request is a flat object, but arguments may carry app data for the bot (client-message d, ui-event
@@ -33,40 +33,40 @@ class CommandError(ValueError):
         self.cmd = cmd
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Subscribe:
     """Stream events on this connection from now on; `events` limits them to those names (None = all)."""
 
     events: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Unsubscribe:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Talk:
     """The on-screen talk button: start (press) or stop (release) a push-to-talk turn."""
 
     start: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mute:
     """Set the mute (True / False), or toggle it (None)."""
 
     muted: bool | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Volume:
     """Set the software volume of the bot's voice, in percent; None only reports it."""
 
     percent: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SendText:
     """RTVI send-text: the bot takes `content` as if the user had said it."""
 
@@ -75,17 +75,17 @@ class SendText:
     audio_response: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reconnect:
     """Drop the session and connect again now (also leaves FAILED)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Status:
     """The state and counters `voiceterm status` prints."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Help:
     """The commands and their arguments."""
 
@@ -111,7 +111,7 @@ Command = Union[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Request:
     id: str | int | None
     cmd: str
@@ -296,7 +296,7 @@ MAX_CALL_ID_CHARS = 128
 MAX_ERROR_CHARS = 500
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientMessage:
     """RTVI client-message ``{"t": t, "d": d}``: app data for the bot, no reply awaited."""
 
@@ -304,7 +304,7 @@ class ClientMessage:
     d: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientRequest:
     """A client-message whose reply (the bot's server-response with the same id) is awaited: the reply says
     which id; the outcome arrives on this connection as a ``client-response`` event."""
@@ -314,7 +314,7 @@ class ClientRequest:
     timeout_s: float = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UiEvent:
     """RTVI ui-event ``{"event": event, "payload": payload}``."""
 
@@ -322,28 +322,28 @@ class UiEvent:
     payload: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Dtmf:
     """Keypad presses, in order: RTVI dtmf, or Twilio dtmf events in the Twilio serializer's mode."""
 
     buttons: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClaimFunctions:
     """This connection answers the bot's calls to these functions (as function-call-request events)."""
 
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReleaseFunctions:
     """Stop answering these functions (None: all of this connection's)."""
 
     names: tuple[str, ...] | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FunctionResult:
     """The answer to a call this connection claimed: a result (object or string) or an error."""
 
@@ -352,7 +352,7 @@ class FunctionResult:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Functions:
     """The device's functions (declared, built-in, claimed) and the calls open now."""
 

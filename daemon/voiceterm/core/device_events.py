@@ -12,18 +12,19 @@ sees becomes these events in `core/stream_reporter.py`; the trio shell publishes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, ClassVar
 
 from voiceterm import safejson
 from voiceterm.masking import scrub_known
+from voiceterm.record import record
 
 # A JSON line longer than this is cut down to its event name and a `truncated` flag: a subscriber reads
 # lines, and a server-chosen 1 MiB metrics blob must not cost every subscriber's queue that much memory.
 MAX_LINE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeviceEvent:
     """Base of every stream event. Subclasses' fields are the JSON payload, in declaration order."""
 
@@ -36,7 +37,7 @@ class DeviceEvent:
 def _event(name: str):
     def wrap(cls: type) -> type:
         cls.NAME = name
-        return dataclass(frozen=True, slots=True)(cls)
+        return record(cls)
 
     return wrap
 

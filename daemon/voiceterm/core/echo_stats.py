@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
+
+from voiceterm.record import record
 
 __all__ = ["EchoFigures", "EchoMeter"]
 
@@ -42,7 +43,7 @@ DELAY_MIN_CORRELATION = 0.5
 DELAY_MIN_ACTIVE = 0.3  # fraction of the window in which the reference must have played
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EchoFigures:
     erle_db: float | None  # the last block's; None before the bot has spoken for a block
     delay_ms: float | None  # the last clear estimate

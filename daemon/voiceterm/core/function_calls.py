@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, Union
 
 from voiceterm.core.function_handlers import (
@@ -43,6 +43,7 @@ from voiceterm.core.function_handlers import (
     json_size,
     json_type,
 )
+from voiceterm.record import record
 
 BUILTIN_TIMEOUT_S = 2.0  # built-ins answer at once; this only bounds a shell that forgot to
 MAX_CALL_ID_CHARS = 128
@@ -75,7 +76,7 @@ _TRANSITIONS: dict[tuple[CallState | None, str], CallState] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Limits:
     max_open: int = 16  # calls open at once, all handlers together; beyond: an error answer at once
     max_argument_bytes: int = 8192  # the arguments as JSON
@@ -83,7 +84,7 @@ class Limits:
     control_timeout_s: float = 10.0  # an integration's time to answer
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Call:
     tool_call_id: str
     function_name: str
@@ -97,14 +98,14 @@ class Call:
 # --- actions ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Accept:
     """The call is the device's: announce it (it runs at once, or waits for a slot)."""
 
     call: Call
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Run:
     """Start the call's handler: run the command, perform the built-in, or offer the call to its claimer."""
 
@@ -112,7 +113,7 @@ class Run:
     spec: CommandSpec | None = None  # for commands
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stop:
     """Stop the call's handler (kill the command); the call is closed. `dropped`: closed without an answer
     (cancelled by the bot, session over); otherwise an error Answer follows."""
@@ -122,7 +123,7 @@ class Stop:
     dropped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Answer:
     """Send ``llm-function-call-result`` for the call: `result` (an object or a string), or an error."""
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from voiceterm.record import record
 
 BUILTINS = ("set_volume", "mute", "end_session")
 DEFAULT_TIMEOUT_S = 5.0  # a command's, when [functions.commands.NAME] does not say
@@ -21,7 +22,7 @@ class FunctionCallError(ValueError):
     """A control request about function calls that cannot be carried out; str() is the one-line reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandSpec:
     """A function declared in the configuration: run `argv` (no shell) for each call."""
 

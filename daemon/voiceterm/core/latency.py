@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from voiceterm.record import record
 
 SUB_BUCKETS = 16  # per octave: bucket width is at most 1/16 of its lower edge
 OCTAVES = 28  # 1 µs .. 2**28 µs (about 4.5 minutes); longer samples land in the last bucket
@@ -38,7 +39,7 @@ def bucket_upper(index: int) -> float:
     return (2.0**octave) * (1.0 + (sub + 1) / SUB_BUCKETS) * 1e-6
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LatencySummary:
     """What a person reads: sample count and the distribution in seconds (None without samples)."""
 

@@ -3,12 +3,11 @@ starting and ending, and bot audio and interruptions stamped with when their mes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from voiceterm.protocol.events import AudioChunk, Interruption
+from voiceterm.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionStarted:
     """A new WebSocket session (a brand-new bot session) is open: flush playback, forget turn state."""
 
@@ -16,7 +15,7 @@ class SessionStarted:
     url: str  # masked: no token
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionEnded:
     """The session is over; `reason` is one line for a person (never holds a secret)."""
 
@@ -25,7 +24,7 @@ class SessionEnded:
     failure: bool  # False when it ended on purpose (close, reconnect_now)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReceivedAudio(AudioChunk):
     """Bot audio as the link delivers it: an `AudioChunk` stamped with when its message arrived
     (trio.current_time() right after the WebSocket read), so the speaker can measure its own latency."""
@@ -33,7 +32,7 @@ class ReceivedAudio(AudioChunk):
     received_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReceivedInterruption(Interruption):
     """A protocol interruption, stamped like `ReceivedAudio`: the playback flush it causes is timed from it."""
 

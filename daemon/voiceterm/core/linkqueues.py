@@ -9,13 +9,13 @@ consumer loses speech, never a state change; it too is bounded, dropping (and co
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from voiceterm.core.linkstate import LinkCounters
+from voiceterm.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutgoingAudio:
     """One mic chunk; `captured_at` (trio time its capture read returned) times its way to the socket."""
 
@@ -24,7 +24,7 @@ class OutgoingAudio:
     captured_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutgoingMessage:
     """One RTVI message (a dict the serializer encodes)."""
 

@@ -4,11 +4,11 @@ frozen values."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Union
 
 from voiceterm.core.linkevents import SessionEnded, SessionStarted
 from voiceterm.core.linkstate import LinkStatus
+from voiceterm.record import record
 
 __all__ = [
     "CLOSE_GRACE",
@@ -43,7 +43,7 @@ __all__ = [
 CLOSE_GRACE = 0.4  # seconds for disconnect-bot and the close handshake when a session ends on purpose
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LinkSettings:
     """What the machine needs from [bot] and [heartbeat]."""
 
@@ -72,7 +72,7 @@ class LinkSettings:
 # --- events (in) --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Failure:
     """Why an attempt or a session failed, in one line for a person, and whether a retry can help."""
 
@@ -80,12 +80,12 @@ class Failure:
     unfixable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Start:
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Opened:
     """The WebSocket is upgraded and the opening messages are sent; `url` is masked."""
 
@@ -94,20 +94,20 @@ class Opened:
     rtvi: bool  # the wire format carries RTVI (so bot-ready is worth waiting for)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AttemptFailed:
     now: float
     failure: Failure
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotReadySeen:
     now: float
     session: int
     version: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotErrorSeen:
     """An RTVI ``error``; `text` is the bot's, untrusted."""
 
@@ -117,13 +117,13 @@ class BotErrorSeen:
     fatal: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pong:
     now: float
     session: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Closed:
     """The session's socket is closed: by the peer or the network (`failure`), or by our own close (None)."""
 
@@ -132,7 +132,7 @@ class Closed:
     failure: Failure | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionOver:
     """The session's tasks and socket are torn down: the next attempt may begin."""
 
@@ -140,32 +140,32 @@ class SessionOver:
     session: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tick:
     """The shell's timer: `deadline` has come."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Wake:
     """A button press: leave FAILED."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReconnectNow:
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Close:
     now: float
     graceful: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Halt:
     """run() is over whatever the state (cancelled from outside)."""
 
@@ -192,12 +192,12 @@ Event = Union[
 # --- actions (out) ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Publish:
     status: LinkStatus
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Note:
     """A log line: `fields` as key=value, between `prefix` and `suffix`. Untrusted text is escaped already."""
 
@@ -207,27 +207,27 @@ class Note:
     suffix: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Deliver:
     event: SessionStarted | SessionEnded
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Connect:
     """Begin an attempt: target, stream, upgrade, opening messages; report Opened or AttemptFailed."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CancelAttempt:
     """Give up the attempt under way (timed out, or closing); report nothing for it."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SendPing:
     """Ping the bot; report Pong when the answer comes."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EndSession:
     """End the session on purpose: disconnect-bot first when `goodbye`, the serializer's closing messages,
     the close handshake; report Closed(failure=None) when the socket is closed."""
@@ -235,7 +235,7 @@ class EndSession:
     goodbye: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AbortSession:
     """Tear the session down now; report SessionOver when it is."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass
 
+from voiceterm.record import record
+
 
 class LinkState(enum.Enum):
     """Where the link to the bot is in its life."""
@@ -22,7 +24,7 @@ class LinkState(enum.Enum):
         return self in (LinkState.CONNECTED, LinkState.READY)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LinkStatus:
     """A snapshot of the link, as the rest of the daemon sees it."""
 

@@ -7,10 +7,10 @@ interval and counts what it held back. Both take the time as an argument, so the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from voiceterm.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Report:
     """A line worth logging: a new failure, or a reminder that an old one goes on."""
 

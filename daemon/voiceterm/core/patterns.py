@@ -8,8 +8,9 @@ new state is visible at once). A `binary` LED (plain on/off pin) gets a square-w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Union
+
+from voiceterm.record import record
 
 __all__ = [
     "PULSE_MIN_STEP_S",
@@ -36,19 +37,19 @@ PULSE_MIN_STEP_S = 0.025
 Color = tuple[float, float, float]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Off:
     """Dark."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class On:
     """Steady light at `level` (0..1]; a binary LED is simply on."""
 
     level: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Blink:
     """On for `on_ms`, off for `off_ms`, repeating; starts with the on phase."""
 
@@ -57,7 +58,7 @@ class Blink:
     level: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pulse:
     """A smooth breathe between `low` and `high` over `period_ms`, starting bright.
 
@@ -69,7 +70,7 @@ class Pulse:
     high: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Flash:
     """`n` flashes (`on_ms` on, `off_ms` off), then `gap_ms` dark, repeating."""
 

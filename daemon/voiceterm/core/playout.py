@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+
+from voiceterm.record import record
 
 
 class PlayoutState(enum.Enum):
@@ -19,7 +20,7 @@ class PlayoutState(enum.Enum):
     STARVED = "starved"  # ran dry while playing; silence until audio returns or the gap ends the utterance
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlayoutStats:
     frames_played: int  # bot frames handed out by pull()
     underruns: int  # times the queue ran dry mid-utterance and audio came back within the window

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from typing import Protocol
+
+from voiceterm.record import record
 
 DEFAULT_STABLE_AFTER = 5.0  # seconds a session must last before it proves the bot healthy again
 
@@ -26,7 +27,7 @@ class _ReconnectSettings(Protocol):
     max_attempts: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """What to do after a failed attempt (or a session that ended)."""
 

@@ -8,10 +8,9 @@ hidden by a higher-priority condition is still named in the text, and shows on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import Blink, Color, Flash, On, Pattern, Pulse
+from voiceterm.record import record
 
 __all__ = [
     "PRIORITY",
@@ -51,7 +50,7 @@ STYLES: dict[str, tuple[Pattern, Color]] = {
 _MAX_ERROR_CHARS = 120
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StatusView:
     """What to show: a status name, the LED pattern and RGB colour, and a one-line text for people."""
 
@@ -61,7 +60,7 @@ class StatusView:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Conditions:
     """Everything the view depends on; the terminal builds it from its state."""
 

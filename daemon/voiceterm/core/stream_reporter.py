@@ -10,7 +10,7 @@ publishes what it returns, from one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from voiceterm.core import device_events as de
@@ -21,6 +21,7 @@ from voiceterm.core.patterns import describe
 from voiceterm.core.terminal_state import TerminalState
 from voiceterm.protocol import rtvi_events as rtvi
 from voiceterm.protocol.events import Interruption, TextFrameEvent, TranscriptionEvent, TransportMessage
+from voiceterm.record import record
 
 __all__ = [
     "DROP_COUNTER_NAMES",
@@ -107,7 +108,7 @@ def from_link_status(previous: LinkStatus | None, status: LinkStatus) -> list[de
 # --- the terminal ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Observed:
     """The terminal's state a subscriber can see, compared before and after each input."""
 
@@ -166,7 +167,7 @@ def _counter(name: str) -> Any:
     return field(default=None, metadata={"name": name})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DropCounters:
     """The dropped-audio and dropped-message counters whose growth is a `drops` event (totals since start).
     None: the part that counts it is not there (no microphone, say)."""

@@ -5,44 +5,46 @@ own handler (a dispatch table), in the order the brain returned them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Union
+
+from voiceterm.record import record
 
 __all__ = ["Command", "Earcon", "FlushPlayback", "Quit", "ReconnectNow", "SendMessage", "WakeLink"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SendMessage:
     """Send this RTVI message to the bot."""
 
     message: dict[str, Any] = field(hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FlushPlayback:
     """Drop all queued bot audio now."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Earcon:
     """Play a short tone: "press", "release", "connected", "disconnected" or "error"."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReconnectNow:
     """Drop the session (if any) and connect again without waiting."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WakeLink:
     """The link gave up (FAILED); start trying again."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Quit:
     """Stop the daemon."""
 

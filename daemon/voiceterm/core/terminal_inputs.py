@@ -8,13 +8,14 @@ and long presses are timed from `at`, the edge's own time, never from when the a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Union
+
+from voiceterm.record import record
 
 __all__ = ["ButtonEdge", "KeyPress", "PanelInput"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ButtonEdge:
     """A raw edge of the push button (True = pressed) at trio time `at`; bounce is the brain's to filter."""
 
@@ -24,7 +25,7 @@ class ButtonEdge:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyPress:
     """A key of the terminal stand-in at trio time `at`: " " talk toggle, "m" mute, "r" reconnect, "q" quit."""
 

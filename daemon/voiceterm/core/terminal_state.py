@@ -8,16 +8,16 @@ stream reports what changed between two states, the control socket answers from 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from voiceterm.core.linkstate import LinkStatus
 from voiceterm.core.status import StatusView
+from voiceterm.record import record
 
 __all__ = ["TerminalState"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TerminalState:
     """A snapshot of the terminal: its conditions, the status view resolved from them, and its counters."""
 

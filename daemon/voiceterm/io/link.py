@@ -14,11 +14,10 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from voiceterm.config import Config
 from voiceterm.core import linksignals as sig
@@ -40,6 +39,10 @@ from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Event, Interruption
 from voiceterm.protocol.registry import get_serializer
+from voiceterm.record import record
+
+if TYPE_CHECKING:  # trio-websocket is imported by the first connect attempt, after READY (io/wsopen.py)
+    from trio_websocket import WebSocketConnection
 
 log = logging.getLogger("voiceterm.link")
 
@@ -48,7 +51,7 @@ MESSAGE_QUEUE = 16  # outgoing RTVI messages waiting for the socket
 CLOSE_DEADLINE = 1.0  # close() returns within this, whatever the peer does
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Session:
     number: int
     ws: WebSocketConnection
@@ -338,6 +341,8 @@ class Link:
 
     async def _guarded(self, session: _Session, work: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Runs a session task. The one place a closed WebSocket is turned into what the machine hears."""
+        from trio_websocket import ConnectionClosed  # loaded: a session has a WebSocket
+
         try:
             await work(session, *args)
         except ConnectionClosed as e:

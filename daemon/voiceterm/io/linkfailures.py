@@ -6,13 +6,16 @@ peer chose (a close reason) is escaped and bounded here, so the line is safe to 
 
 from __future__ import annotations
 
-from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected
+from typing import TYPE_CHECKING
 
 from voiceterm.core.linksignals import Failure
 from voiceterm.io.neterrors import describe_network, describe_tls, status_is_unfixable
 from voiceterm.io.start_endpoint import StartEndpointError
 from voiceterm.logs import escape
 from voiceterm.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from trio_websocket import CloseReason
 
 _CLOSE_CODES = {
     1000: "bot ended the session (close code 1000)",
@@ -59,6 +62,8 @@ def describe_close(reason: CloseReason | None, *, max_message_bytes: int) -> Fai
 
 def describe_attempt_error(exc: BaseException, *, token_sent: bool) -> Failure:
     """A failed connect attempt (start call, TCP, TLS, upgrade, opening messages) in words."""
+    from trio_websocket import ConnectionClosed, ConnectionRejected  # io/wsopen.py: not before READY
+
     if isinstance(exc, StartEndpointError):
         return Failure(str(exc), exc.unfixable)
     if isinstance(exc, SetupError):

@@ -11,10 +11,9 @@ a minute); a chunk taken but not written when the session ends counts as dropped
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import WebSocketConnection
 
 from voiceterm.core.latency import LatencyRecorder
 from voiceterm.core.linkqueues import Backlog, Outbox, OutgoingAudio
@@ -23,6 +22,9 @@ from voiceterm.core.lograte import Throttle
 from voiceterm.logs import escape
 from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
 
 log = logging.getLogger("voiceterm.link")
 

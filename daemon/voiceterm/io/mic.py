@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -34,6 +33,7 @@ from voiceterm.io.alsa import CAPTURE, EPIPE, AlsaPcm
 from voiceterm.io.alsa_pacing import UNCLOCKED_READS, CapturePacer, UnclockedDetector
 from voiceterm.io.audio_device_thread import Bell, DeviceWorker
 from voiceterm.logs import kv
+from voiceterm.record import record
 
 log = logging.getLogger("voiceterm.audio")
 
@@ -46,7 +46,7 @@ BURST_END_READS = 50  # good reads in a row that end an overrun burst (one secon
 IDLE_BURST_FILL = 0.75
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MicChunk:
     """One period of captured audio: S16_LE mono at the microphone's rate."""
 

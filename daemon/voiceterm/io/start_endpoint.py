@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +22,7 @@ from voiceterm.logs import escape
 from voiceterm.masking import mask_url
 from voiceterm.protocol.base import decode_json
 from voiceterm.protocol.errors import ProtocolError
+from voiceterm.record import record
 
 if TYPE_CHECKING:  # httpx is imported only in start-endpoint mode: it costs ~8 MiB and 100 ms at start
     import httpx
@@ -48,7 +49,7 @@ class StartEndpointError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartResult:
     """What the endpoint answered."""
 

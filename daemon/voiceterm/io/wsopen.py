@@ -6,6 +6,9 @@ The watchdog exists because trio-websocket 0.12 waits for the upgrade response f
 connection closes or resets first (its reader task ends without waking the handshake): through a proxy
 or load balancer whose backend is down, every attempt would wait out bot.connect_timeout. `_Watched`
 sees the end of the stream during the upgrade and ends the attempt at once with `UpgradeCutShort`.
+
+trio-websocket (with wsproto, h11 and importlib.metadata: ~40 ms of imports here, ~0.4 s on a Pi Zero) is
+imported by the first upgrade, not at start-up: the daemon starts its link after READY=1.
 """
 
 from __future__ import annotations
@@ -13,19 +16,20 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
-from trio_websocket import ConnectionRejected, WebSocketConnection
 
 from voiceterm.config import BotConfig
 from voiceterm.core.linkstate import LinkCounters
 from voiceterm.io.linkfailures import SetupError, UpgradeCutShort
 from voiceterm.io.start_endpoint import call_start_endpoint, default_body, url_with_token
 from voiceterm.masking import mask_url
+from voiceterm.record import record
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
 
 StreamOpener = Callable[[str, int], Awaitable[trio.abc.Stream]]
 """Opens the byte stream to (host, port): `trio.open_tcp_stream` unless a test injects one."""
@@ -33,7 +37,7 @@ StreamOpener = Callable[[str, int], Awaitable[trio.abc.Stream]]
 MAX_RESPONSE_HEAD = 16 * 1024  # of the upgrade response, kept to tell a rejection from an acceptance
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     url: str  # what to open (may hold the token)
     shown: str  # masked, for logs and status
@@ -85,6 +89,8 @@ class _Watched(trio.abc.Stream):
             if status == 101:
                 return  # accepted: trio-websocket has already finished the handshake
             if status is not None:  # refused, and the body was cut short: trio-websocket would wait on it
+                from trio_websocket import ConnectionRejected
+
                 self._on_cut(ConnectionRejected(status, (), None))
                 return
         self._on_cut(UpgradeCutShort())
@@ -162,6 +168,8 @@ class Connector:
 
     async def upgrade(self, nursery: trio.Nursery, stream: trio.abc.Stream, url: str) -> WebSocketConnection:
         """The WebSocket over `stream`; trio-websocket's reader task runs in `nursery` for its life."""
+        import trio_websocket
+
         cut: list[BaseException] = []
         with trio.CancelScope() as scope:
 

@@ -6,11 +6,12 @@ can name it; its typed subclasses (``BotReady``, ``BotInterrupted`` ...) live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Union
 
+from voiceterm.record import record
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class AudioChunk:
     """Bot speech: signed 16-bit little-endian PCM, interleaved when ``num_channels`` > 1."""
 
@@ -29,19 +30,19 @@ class AudioChunk:
         return self.n_frames / self.sample_rate
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Interruption:
     """Drop all queued bot audio now: a protobuf ``interruption`` frame or a Twilio ``clear``."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TextFrameEvent:
     """A protobuf ``text`` frame (pipecat TextFrame)."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TranscriptionEvent:
     """A protobuf ``transcription`` frame (pipecat TranscriptionFrame)."""
 
@@ -50,14 +51,14 @@ class TranscriptionEvent:
     timestamp: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TransportMessage:
     """A JSON transport message that is not RTVI (its ``label`` is not ``"rtvi-ai"``): app data."""
 
     data: object
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RTVIEvent:
     """An RTVI server message. Unknown types come back as this base class, known ones as subclasses.
 

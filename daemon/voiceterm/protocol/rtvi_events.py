@@ -7,10 +7,11 @@ not listed here parses as a plain ``RTVIEvent``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar
 
 from voiceterm.protocol.events import RTVIEvent
+from voiceterm.record import record
 
 __all__ = [
     "EVENT_CLASSES",
@@ -68,7 +69,7 @@ def _kind(kind: str) -> dict[str, str]:
     return {"kind": kind}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotReady(RTVIEvent):
     """``bot-ready``: the answer to ``client-ready`` (same id)."""
 
@@ -79,7 +80,7 @@ class BotReady(RTVIEvent):
     capabilities: dict[str, Any] | None = field(default=None, metadata=_kind(OPT_OBJECT))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServerError(RTVIEvent):
     """``error``: a pipeline error; ``fatal`` means the bot's pipeline has stopped."""
 
@@ -89,7 +90,7 @@ class ServerError(RTVIEvent):
     fatal: bool = field(default=False, metadata=_kind(BOOL))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ErrorResponse(RTVIEvent):
     """``error-response``: the bot refused one client message (same id)."""
 
@@ -98,7 +99,7 @@ class ErrorResponse(RTVIEvent):
     error: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServerResponse(RTVIEvent):
     """``server-response``: the answer to a ``client-message`` (same id)."""
 
@@ -108,7 +109,7 @@ class ServerResponse(RTVIEvent):
     d: object = field(default=None, metadata=_kind(ANY))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServerMessage(RTVIEvent):
     """``server-message``: an app-defined message; its payload is ``data``."""
 
@@ -116,7 +117,7 @@ class ServerMessage(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserStartedSpeaking(RTVIEvent):
     """``user-started-speaking``: the bot's turn logic heard the user start (interrupts older bots)."""
 
@@ -124,7 +125,7 @@ class UserStartedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserStoppedSpeaking(RTVIEvent):
     """``user-stopped-speaking``."""
 
@@ -132,7 +133,7 @@ class UserStoppedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VADUserStartedSpeaking(RTVIEvent):
     """``vad-user-started-speaking``: the raw VAD signal, not gated by the turn strategy."""
 
@@ -140,7 +141,7 @@ class VADUserStartedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VADUserStoppedSpeaking(RTVIEvent):
     """``vad-user-stopped-speaking``."""
 
@@ -148,7 +149,7 @@ class VADUserStoppedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotStartedSpeaking(RTVIEvent):
     """``bot-started-speaking``."""
 
@@ -156,7 +157,7 @@ class BotStartedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotStoppedSpeaking(RTVIEvent):
     """``bot-stopped-speaking``."""
 
@@ -164,7 +165,7 @@ class BotStoppedSpeaking(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotInterrupted(RTVIEvent):
     """``bot-interrupted`` (pipecat >= 1.4): the bot's in-flight output was cut off; flush playback."""
 
@@ -172,7 +173,7 @@ class BotInterrupted(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserMuteStarted(RTVIEvent):
     """``user-mute-started``: the bot ignores user audio until ``user-mute-stopped``."""
 
@@ -180,7 +181,7 @@ class UserMuteStarted(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserMuteStopped(RTVIEvent):
     """``user-mute-stopped``."""
 
@@ -188,7 +189,7 @@ class UserMuteStopped(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotLLMStarted(RTVIEvent):
     """``bot-llm-started``: the bot's LLM began a response."""
 
@@ -196,7 +197,7 @@ class BotLLMStarted(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotLLMStopped(RTVIEvent):
     """``bot-llm-stopped``."""
 
@@ -204,7 +205,7 @@ class BotLLMStopped(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotTTSStarted(RTVIEvent):
     """``bot-tts-started``."""
 
@@ -212,7 +213,7 @@ class BotTTSStarted(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotTTSStopped(RTVIEvent):
     """``bot-tts-stopped``."""
 
@@ -220,7 +221,7 @@ class BotTTSStopped(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserTranscription(RTVIEvent):
     """``user-transcription`` (deprecated in pipecat 1.13 for ``stt-raw-text`` / ``user-input``)."""
 
@@ -232,7 +233,7 @@ class UserTranscription(RTVIEvent):
     final: bool = field(default=True, metadata=_kind(BOOL))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class STTRawText(RTVIEvent):
     """``stt-raw-text``: a transcription as the STT produced it, interim ones included."""
 
@@ -244,7 +245,7 @@ class STTRawText(RTVIEvent):
     final: bool = field(default=True, metadata=_kind(BOOL))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserInput(RTVIEvent):
     """``user-input``: what the user said or typed (``input_type`` transcription / chat / backchannel)."""
 
@@ -258,7 +259,7 @@ class UserInput(RTVIEvent):
     msg_id: str | None = field(default=None, metadata=_kind(OPT_STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotOutput(RTVIEvent):
     """``bot-output``: what the bot says or shows, with whether and how far it has been spoken."""
 
@@ -276,7 +277,7 @@ class BotOutput(RTVIEvent):
     spoken_progress: dict[str, Any] | None = field(default=None, metadata=_kind(OPT_OBJECT))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotLLMText(RTVIEvent):
     """``bot-llm-text``: a chunk of the LLM's streamed text (deprecated for ``llm-raw-text``)."""
 
@@ -285,7 +286,7 @@ class BotLLMText(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotTTSText(RTVIEvent):
     """``bot-tts-text``: text the TTS speaks (deprecated for ``tts-raw-text``)."""
 
@@ -294,7 +295,7 @@ class BotTTSText(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotTranscription(RTVIEvent):
     """``bot-transcription`` (deprecated): the bot's speech as text."""
 
@@ -303,7 +304,7 @@ class BotTranscription(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserLLMText(RTVIEvent):
     """``user-llm-text``: the user text that went into the LLM context."""
 
@@ -312,7 +313,7 @@ class UserLLMText(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LLMRawText(RTVIEvent):
     """``llm-raw-text``: a chunk of text as the LLM streamed it."""
 
@@ -321,7 +322,7 @@ class LLMRawText(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TTSRawText(RTVIEvent):
     """``tts-raw-text``: text the TTS speaks, as it is spoken."""
 
@@ -330,7 +331,7 @@ class TTSRawText(RTVIEvent):
     text: str = field(default="", metadata=_kind(STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Metrics(RTVIEvent):
     """``metrics``: processing and usage figures; the payload is ``data``."""
 
@@ -338,7 +339,7 @@ class Metrics(RTVIEvent):
     type: str = TYPE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserAudioLevel(RTVIEvent):
     """``user-audio-level``."""
 
@@ -347,7 +348,7 @@ class UserAudioLevel(RTVIEvent):
     value: float = field(default=0.0, metadata=_kind(NUMBER))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BotAudioLevel(RTVIEvent):
     """``bot-audio-level``."""
 
@@ -356,7 +357,7 @@ class BotAudioLevel(RTVIEvent):
     value: float = field(default=0.0, metadata=_kind(NUMBER))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LLMFunctionCall(RTVIEvent):
     """``llm-function-call`` (deprecated since pipecat 0.0.102): the bot asks the client to run one."""
 
@@ -367,7 +368,7 @@ class LLMFunctionCall(RTVIEvent):
     args: dict[str, Any] | None = field(default=None, metadata=_kind(OPT_OBJECT))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LLMFunctionCallStarted(RTVIEvent):
     """``llm-function-call-started``."""
 
@@ -376,7 +377,7 @@ class LLMFunctionCallStarted(RTVIEvent):
     function_name: str | None = field(default=None, metadata=_kind(OPT_STR))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LLMFunctionCallInProgress(RTVIEvent):
     """``llm-function-call-in-progress``."""
 
@@ -387,7 +388,7 @@ class LLMFunctionCallInProgress(RTVIEvent):
     arguments: dict[str, Any] | None = field(default=None, metadata=_kind(OPT_OBJECT))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LLMFunctionCallStopped(RTVIEvent):
     """``llm-function-call-stopped``: completed with ``result``, or ``cancelled``."""
 
