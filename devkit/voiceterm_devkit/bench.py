@@ -342,7 +342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=10.0, help="voiceterm's idle hold-mode window (10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of audio before a window (3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every window per tier (3)")
-    parser.add_argument("--startups", type=int, default=5, help="daemon starts timed to READY (5)")
+    parser.add_argument("--startups", type=int, default=15, help="daemon starts timed to READY (15)")
     parser.add_argument("--interruptions", type=int, default=10, help="bot interruptions timed (10)")
     parser.add_argument("--restarts", type=int, default=10, help="bot kill -9 / restart cycles timed (10)")
     parser.add_argument(
