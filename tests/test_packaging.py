@@ -91,7 +91,7 @@ def test_the_path_to_ready_imports_no_websocket_stack_numpy_or_installed_metadat
         "import voiceterm.app, voiceterm.cli\n"
         "from voiceterm.protocol.registry import get_serializer\n"
         "get_serializer('protobuf'); get_serializer('twilio')\n"
-        "late = {'trio_websocket', 'wsproto', 'h11', 'numpy', 'soxr', 'importlib.metadata'}\n"
+        "late = {'trio_websocket', 'wsproto', 'h11', 'numpy', 'soxr', 'importlib.metadata', 'voiceterm.protocol.rtvi_events'}\n"
         "print(sorted(late & set(sys.modules)))\n"
     )
     result = subprocess.run(

@@ -10,19 +10,15 @@ commands to carry out. The bot's events are handled through one table (`BotActiv
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from voiceterm.core.dispatch import Dispatch
 from voiceterm.core.terminal_commands import Command, FlushPlayback
 from voiceterm.protocol.events import Interruption
 from voiceterm.protocol.rtvi import interrupts_on_user_speech
-from voiceterm.protocol.rtvi_events import (
-    BotInterrupted,
-    BotReady,
-    BotStartedSpeaking,
-    BotStoppedSpeaking,
-    UserStartedSpeaking,
-    UserStoppedSpeaking,
-)
+
+if TYPE_CHECKING:
+    from voiceterm.protocol.rtvi_events import BotReady
 
 __all__ = ["BARGE_IN_HOLD_S", "THINKING_TIMEOUT_S", "BotActivity"]
 
@@ -176,15 +172,20 @@ class BotActivity:
 
 _Handler = Callable[[BotActivity, object, float, bool, bool], list[Command]]
 
-# The bot events that change what the terminal knows of the bot; every other event passes by.
-_HANDLERS: Dispatch[_Handler] = Dispatch(
-    {
-        BotStartedSpeaking: BotActivity._bot_started_speaking,
-        BotStoppedSpeaking: BotActivity._bot_stopped_speaking,
-        BotInterrupted: BotActivity._bot_interrupted,
+
+def _handlers() -> dict[type, _Handler]:
+    """The bot events that change what the terminal knows of the bot; every other event passes by."""
+    from voiceterm.protocol import rtvi_events as rtvi  # by the first bot event (core/dispatch.py)
+
+    return {
+        rtvi.BotStartedSpeaking: BotActivity._bot_started_speaking,
+        rtvi.BotStoppedSpeaking: BotActivity._bot_stopped_speaking,
+        rtvi.BotInterrupted: BotActivity._bot_interrupted,
         Interruption: BotActivity._interruption,
-        BotReady: BotActivity._bot_ready,
-        UserStartedSpeaking: BotActivity._user_started_speaking,
-        UserStoppedSpeaking: BotActivity._user_stopped_speaking,
+        rtvi.BotReady: BotActivity._bot_ready,
+        rtvi.UserStartedSpeaking: BotActivity._user_started_speaking,
+        rtvi.UserStoppedSpeaking: BotActivity._user_stopped_speaking,
     }
-)
+
+
+_HANDLERS: Dispatch[_Handler] = Dispatch(_handlers)

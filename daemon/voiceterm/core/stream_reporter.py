@@ -19,7 +19,6 @@ from voiceterm.core.linkevents import SessionEnded, SessionStarted
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.patterns import describe
 from voiceterm.core.terminal_state import TerminalState
-from voiceterm.protocol import rtvi_events as rtvi
 from voiceterm.protocol.events import Interruption, TextFrameEvent, TranscriptionEvent, TransportMessage
 from voiceterm.record import record
 
@@ -37,10 +36,13 @@ __all__ = [
 
 # --- the bot's messages --------------------------------------------------------------------------------
 
+
 # Decoded event type -> its stream event. Looked up along the type's bases: an RTVI type without a row of
 # its own is relayed as `rtvi-message`; audio and types without a row are not relayed.
-_RELAYS: Dispatch[Callable[[Any], de.DeviceEvent]] = Dispatch(
-    {
+def _relays() -> dict[type, Callable[[Any], de.DeviceEvent]]:
+    from voiceterm.protocol import rtvi_events as rtvi  # by the first bot message (core/dispatch.py)
+
+    return {
         SessionStarted: lambda e: de.Connected(e.session, e.url),
         SessionEnded: lambda e: de.Disconnected(e.session, e.reason, e.failure),
         rtvi.BotReady: lambda e: de.OnBotReady(e.version, e.about),
@@ -75,7 +77,9 @@ _RELAYS: Dispatch[Callable[[Any], de.DeviceEvent]] = Dispatch(
         TextFrameEvent: lambda e: de.OnBotText(e.text),
         TransportMessage: lambda e: de.OnAppMessage(e.data),
     }
-)
+
+
+_RELAYS: Dispatch[Callable[[Any], de.DeviceEvent]] = Dispatch(_relays)
 
 
 def from_bot(event: object) -> de.DeviceEvent | None:

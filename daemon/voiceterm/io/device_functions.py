@@ -34,7 +34,7 @@ from voiceterm.core.function_handlers import (
     result_from_command,
 )
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi, rtvi_events
+from voiceterm.protocol import rtvi
 
 log = logging.getLogger("voiceterm.functions")
 
@@ -327,9 +327,11 @@ class _Capture:
                 self.data += chunk[: max(0, room)]
 
 
-# The bot's function-call messages -> what the calls table decides about them.
-_BOT_MESSAGES: Dispatch[Callable[[FunctionCalls, Any, float], list[Action]]] = Dispatch(
-    {
+def _bot_messages() -> dict[type, Callable[[FunctionCalls, Any, float], list[Action]]]:
+    """The bot's function-call messages -> what the calls table decides about them."""
+    from voiceterm.protocol import rtvi_events  # by the first bot message (core/dispatch.py)
+
+    return {
         rtvi_events.LLMFunctionCallInProgress: lambda table, e, now: table.call(
             e.tool_call_id, e.function_name, e.arguments, now
         ),
@@ -343,7 +345,9 @@ _BOT_MESSAGES: Dispatch[Callable[[FunctionCalls, Any, float], list[Action]]] = D
             "cancelled by the bot" if e.cancelled else "the bot has its result from elsewhere",
         ),
     }
-)
+
+
+_BOT_MESSAGES: Dispatch[Callable[[FunctionCalls, Any, float], list[Action]]] = Dispatch(_bot_messages)
 
 # The calls table's actions -> who carries each out.
 _ACTIONS: dict[type, Callable[[DeviceFunctions, Any], None]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -24,8 +24,11 @@ from voiceterm.core.dispatch import Dispatch
 from voiceterm.core.function_handlers import FunctionCallError
 from voiceterm.io.device_functions import Builtin, DeviceFunctions
 from voiceterm.logs import escape, kv
-from voiceterm.protocol import rtvi, rtvi_events
+from voiceterm.protocol import rtvi
 from voiceterm.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from voiceterm.protocol import rtvi_events
 
 log = logging.getLogger("voiceterm.integrations")
 
@@ -210,13 +213,17 @@ class Integrations:
 
 
 # The bot's messages this module reads; every other one is offered to the device functions.
-_BOT_MESSAGES: Dispatch[Callable[[Integrations, Any], None]] = Dispatch(
-    {
+def _bot_messages() -> dict[type, Callable[[Integrations, Any], None]]:
+    from voiceterm.protocol import rtvi_events  # by the first bot message (core/dispatch.py)
+
+    return {
         rtvi_events.BotReady: Integrations._bot_ready,
         rtvi_events.ServerResponse: Integrations._server_response,
         rtvi_events.ErrorResponse: Integrations._error_response,
     }
-)
+
+
+_BOT_MESSAGES: Dispatch[Callable[[Integrations, Any], None]] = Dispatch(_bot_messages)
 
 # The control commands this module carries out, each by its handler (`COMMANDS` is this table's keys).
 _CONTROL: Dispatch[Callable[[Integrations, Any, int], dict[str, Any]]] = Dispatch(

@@ -34,7 +34,7 @@ from voiceterm.io.linkpipes import Inbound, Outbound
 from voiceterm.io.wsopen import Connector, StreamOpener, Target
 from voiceterm.logs import escape, kv
 from voiceterm.masking import mask_url
-from voiceterm.protocol import rtvi, rtvi_events
+from voiceterm.protocol import rtvi
 from voiceterm.protocol.base import Serializer
 from voiceterm.protocol.errors import ProtocolError
 from voiceterm.protocol.events import AudioChunk, Event, Interruption
@@ -379,6 +379,8 @@ class Link:
         if not up:
             self.counters.dropped_incoming_total += 1
             return
+        from voiceterm.protocol import rtvi_events  # loaded: the serializer parsed this event with it
+
         if type(event) is Interruption:
             event = ReceivedInterruption(received_at=received_at)
         elif isinstance(event, rtvi_events.BotReady):

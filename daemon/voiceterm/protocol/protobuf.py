@@ -17,7 +17,6 @@ from voiceterm.protocol.events import (
     TranscriptionEvent,
 )
 from voiceterm.protocol.rtvi import check_client_message
-from voiceterm.protocol.rtvi_parse import parse_server_message
 
 __all__ = ["ProtobufSerializer"]
 
@@ -62,6 +61,10 @@ class ProtobufSerializer(Serializer):
         if which == "audio":
             return self._decode_audio(fields)
         if which == "message":
+            # The RTVI classes load with the first message, after READY (config validation and the daemon
+            # look this serializer up at start-up; core/dispatch.py).
+            from voiceterm.protocol.rtvi_parse import parse_server_message
+
             obj = decode_json(fields["data"], f"{self.name}: message frame", max_bytes=self.max_message_bytes)
             return [parse_server_message(obj)]
         if which == "interruption":
