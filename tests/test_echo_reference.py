@@ -202,3 +202,44 @@ def test_playback_restarts_from_the_new_clock_after_a_drop() -> None:
     aligner.reset()
     pos, anchored = aligner.place(480, 10.0)
     assert anchored and pos == 160000
+
+
+def test_a_move_that_only_trims_the_lead_waits_for_a_quiet_far_end_and_a_late_one_never_waits() -> None:
+    anchor = StreamAnchor(1000, late_sign=+1, unsafe=0.010, excess=0.025, settle=100)
+
+    def read(samples: int, lag: float, quiet: bool) -> bool:  # a read of `samples` returned `lag` late
+        return anchor.update(samples, 1.0 + samples / 1000 + lag, quiet=quiet)
+
+    read(20, 0.030, True)  # settling on reads that came 30 ms after their data
+    read(200, 0.030, False)
+    # A prompt read: the estimate is 28 ms earlier, beyond `excess`. The bot is speaking: held, counted.
+    assert read(300, 0.002, False) is False
+    assert anchor.start == pytest.approx(1.030) and anchor.deferred == 1 and anchor.moves == 0
+    assert read(400, 0.002, True) is True  # in the next pause it moves
+    assert anchor.start == pytest.approx(1.002) and anchor.moves == 1
+    # A move toward a late reference is made at once, speech or not.
+    anchor.clock.reset()  # (the window has forgotten the prompt reads)
+    assert read(600, 0.015, False) is True
+    assert anchor.start == pytest.approx(1.015) and anchor.moves == 2
+
+
+def test_capture_and_playback_hold_their_positions_while_the_far_end_sounds() -> None:
+    capture = CaptureAligner(epoch=0.0, rate=16000, unsafe_s=0.010, excess_s=0.025, settle_s=0.5)
+    for k in range(1, 60):  # settled on reads that returned 30 ms late
+        last, _ = capture.locate(320, 0.02 * k + 0.030)
+    pos, moved = capture.locate(320, 0.02 * 60 + 0.001, quiet=False)
+    assert not moved and pos == last + 320 and capture.deferred == 1
+    playback = PlaybackAligner(
+        epoch=0.0, mic_rate=16000, device_rate=24000, margin=0, unsafe_s=0.004, excess_s=0.025, settle_s=0.5
+    )
+    for k in range(60):
+        first, _ = playback.place(480, 1.0 + 0.02 * k)
+    # The device's latency grows by 30 ms while the bot speaks; once the clock's window has forgotten the
+    # earlier blocks, the estimate says the reference leads by 30 ms more than it needs: the blocks stay put.
+    blocks = 60 + round((StreamClock.BLOCK_S * (StreamClock.BLOCKS + 2)) / 0.02)
+    for k in range(60, blocks):
+        pos, moved = playback.place(480, 1.0 + 0.02 * k + 0.030, quiet=False)
+        assert not moved and abs(pos - (first + 320 * (k - 59))) <= 1  # contiguous (floored)
+    assert playback.deferred > 0 and playback.reanchors == 0
+    pos, moved = playback.place(480, 1.0 + 0.02 * blocks + 0.030, quiet=True)  # a pause: it moves now
+    assert moved and playback.reanchors == 1

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from voiceterm.config import AudioConfig, FrontendConfig
-from voiceterm.io.frontend import AEC_IDLE_S, FrontEnd, make_frontend, reference_of
+from voiceterm.io.frontend import AEC_IDLE_S, MARGIN_S, FrontEnd, make_frontend, reference_of
 
 pytest.importorskip("pywebrtc_audio")
 
@@ -128,7 +128,7 @@ def test_the_reference_is_never_late_and_the_canceller_converges(buffer_periods:
     assert stats["reference_overflow_frames_total"] == 0
     assert erle_db(t, after_s=4.0) > CONVERGED_DB
     assert stats["erle_db"] is not None and stats["erle_db"] > CONVERGED_DB - 5
-    assert stats["echo_delay_ms"] == pytest.approx(60 + 10, abs=12)  # the path plus the margin
+    assert stats["echo_delay_ms"] == pytest.approx(60 + MARGIN_S * 1000, abs=12)  # the path plus the margin
 
 
 def test_a_reference_that_arrives_after_its_echo_does_not_converge() -> None:
@@ -207,7 +207,7 @@ class _BrokenLibrary:
 def test_a_failing_library_passes_the_audio_through_and_says_so() -> None:
     fe = FrontEnd(ECHO_ONLY, mic_rate=MIC, device_rate=SPK, lib=_BrokenLibrary())
     now = time.perf_counter()
-    fe.played(np.full(480, 500, np.int16), now)
+    fe.played(np.full(480, 500, np.int16), now + MARGIN_S)  # placed MARGIN_S early: under the first chunk
     chunk = (np.arange(320, dtype=np.int16) * 7).tobytes()
     assert fe.process(chunk, now + 0.02) == chunk
     assert fe.process(chunk, now + 0.04) == chunk

@@ -272,9 +272,13 @@ class StreamAnchor:
     against its echo and make the canceller re-adapt, so the anchor follows the estimate only while the
     stream settles (its first `settle` samples), then moves only when the estimate leaves the band around
     it: at once by more than `unsafe` in the direction that would make the reference late, and by more than
-    `excess` in the other (the reference leading by more than needed). `late_sign` is +1 when a later
-    estimate is the unsafe direction (capture: data captured later than assumed), -1 when an earlier one is
-    (playback: audio played earlier than assumed).
+    `excess` in the other (the reference leading by more than needed) only while the far end is `quiet`.
+    A lead trimmed in the middle of the bot's speech moves the echo against the canceller's filter by tens
+    of milliseconds, and AEC3 took seconds to find it again (the room: a whole reply at 0 dB after a 25 ms
+    move of the capture clock); a lead kept a little longer costs nothing, so that move waits for a pause
+    and is counted meanwhile (`deferred`). `late_sign` is +1 when a later estimate is the unsafe direction
+    (capture: data captured later than assumed), -1 when an earlier one is (playback: audio played earlier
+    than assumed).
     """
 
     def __init__(self, rate: int, *, late_sign: int, unsafe: float, excess: float, settle: int) -> None:
@@ -285,23 +289,27 @@ class StreamAnchor:
         self.settle = settle
         self.start: float | None = None
         self.moves = 0  # after settling
+        self.deferred = 0  # observations that would have trimmed the lead while the far end had sound
 
     def reset(self) -> None:
         self.clock.reset()
         self.start = None
 
-    def update(self, samples: int, stamp: float) -> bool:
-        """One observation (see StreamClock.observe); True when `start` moved."""
+    def update(self, samples: int, stamp: float, *, quiet: bool = True) -> bool:
+        """One observation (see StreamClock.observe); True when `start` moved. `quiet`: the far end has
+        been silent long enough for its echo to have died away."""
         best = self.clock.observe(samples, stamp)
         if self.start is None or samples < self.settle:
             moved = best != self.start
             self.start = best
             return moved
         toward_late = (best - self.start) * self.late_sign
-        if toward_late > self.unsafe or -toward_late > self.excess:
+        if toward_late > self.unsafe or (-toward_late > self.excess and quiet):
             self.start = best
             self.moves += 1
             return True
+        if -toward_late > self.excess:
+            self.deferred += 1
         return False
 
 
@@ -340,6 +348,10 @@ class PlaybackAligner:
     def reanchors(self) -> int:
         return self._anchor.moves
 
+    @property
+    def deferred(self) -> int:
+        return self._anchor.deferred
+
     def reset(self) -> None:
         """The device dropped what it held or closed: its stream restarts."""
         self._anchor.reset()
@@ -349,8 +361,8 @@ class PlaybackAligner:
         """The mic-rate position of perf_counter time `at`, moved `margin` earlier."""
         return (at - self.epoch) * self.mic_rate - self.margin
 
-    def place(self, frames: int, play_at: float) -> tuple[int, bool]:
-        moved = self._anchor.update(self._written, play_at)
+    def place(self, frames: int, play_at: float, *, quiet: bool = True) -> tuple[int, bool]:
+        moved = self._anchor.update(self._written, play_at, quiet=quiet)
         assert self._anchor.start is not None
         pos = self.position(self._anchor.start + self._written / self.device_rate)
         self._written += frames
@@ -377,14 +389,18 @@ class CaptureAligner:
     def realigns(self) -> int:
         return self._anchor.moves
 
+    @property
+    def deferred(self) -> int:
+        return self._anchor.deferred
+
     def reset(self) -> None:
         """A discontinuity (overrun, reopen): forget the clock estimate; the next chunk re-anchors."""
         self._anchor.reset()
         self._samples = 0  # samples captured since the last reset
 
-    def locate(self, frames: int, stamp: float) -> tuple[int, bool]:
+    def locate(self, frames: int, stamp: float, *, quiet: bool = True) -> tuple[int, bool]:
         self._samples += frames
-        moved = self._anchor.update(self._samples, stamp)
+        moved = self._anchor.update(self._samples, stamp, quiet=quiet)
         assert self._anchor.start is not None
         start = math.floor((self._anchor.start - self.epoch) * self.rate) + self._samples - frames
         return start, moved

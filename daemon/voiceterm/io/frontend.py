@@ -51,16 +51,23 @@ RING_S = 4.0  # reference held ahead of the capture side: more than the largest 
 MARGIN_S = (
     0.010  # the reference is placed this much early: it leads its echo even if the fill is over-reported
 )
-# A clock estimate this far toward a late reference moves the alignment at once, one this far the other way
-# (needless lead) moves it too; smaller moves do not. Playback estimates can be early (a pointer that lags
-# the truth, then catches up), so its unsafe side is tight; capture estimates never are (a read returns
-# after its data), so its anchor only has to follow clock drift.
+# A clock estimate this far toward a late reference moves the alignment at once. Playback estimates can be
+# early (a pointer that lags the truth, then catches up), so its unsafe side is tight; capture estimates
+# never are (a read returns after its data). One the other way (needless lead: a prompt read after a run of
+# late ones, clock drift) moves it only beyond the excess bound and only in a pause (MOVE_QUIET_S): AEC3 finds
+# echoes 80-500 ms behind their reference by itself, so lead is cheap, and what costs is moving the alignment
+# once it has locked on (in the simulated room, a 25 ms trim mid-reply cost that reply all its cancellation,
+# one in a pause cost two self-interruptions). Reads from a sound server come in bursts, so the estimates
+# wander by a fragment (~25 ms); the excess bound lets drift of 100 ppm run for 15 minutes.
 PLAYBACK_UNSAFE_S = 0.004
-PLAYBACK_EXCESS_S = 0.025
+PLAYBACK_EXCESS_S = 0.100
 CAPTURE_UNSAFE_S = 0.010
-CAPTURE_EXCESS_S = 0.025
+CAPTURE_EXCESS_S = 0.100
 SETTLE_S = 0.5  # a (re)started stream's alignment follows every estimate for this long
 AEC_IDLE_S = 1.5  # silent reference for this long (echo tail included): skip the canceller
+# A move of either clock that only trims the reference's lead waits until the reference has been silent this
+# long (the echo has died away): mid-speech, AEC3 must find the moved echo again (core/echo_reference.py).
+MOVE_QUIET_S = 0.5
 FRAME_S = 0.010  # the DSP works on whole 10 ms frames
 QUEUED_BLOCKS = 200  # speaker blocks waiting for the capture thread (4 s of periods); the oldest go beyond
 PAUSED_BLOCKS = 50  # ... while no one wants the mic: about the last second (idle blocks are 2 periods)
@@ -204,7 +211,7 @@ class FrontEnd:
 
     def _place(self, data: Any, play_at: float) -> None:
         block = np.frombuffer(data, dtype="<i2")
-        pos, anchored = self._play.place(block.shape[0], play_at)
+        pos, anchored = self._play.place(block.shape[0], play_at, quiet=self._quiet())
         if anchored:
             log.debug("reference anchored %s", kv(shift=pos - self._write_pos, pos=pos))
             self._write_pos = pos
@@ -223,6 +230,10 @@ class FrontEnd:
         n, self._silence_carry = divmod(self._silence_carry, self.device_rate)
         self._ring.write_silence(self._write_pos, n)
         self._write_pos += n
+
+    def _quiet(self) -> bool:
+        """The reference has been silent for MOVE_QUIET_S: a clock may trim its lead now."""
+        return self._far_quiet >= MOVE_QUIET_S * self.rate
 
     def _flush_reference(self, at: float | None) -> None:
         assert at is not None
@@ -275,7 +286,7 @@ class FrontEnd:
         near = np.frombuffer(data, dtype="<i2")
         n = near.shape[0]
         expected = self._next_capture
-        pos, realigned = self._capture.locate(n, stamp)
+        pos, realigned = self._capture.locate(n, stamp, quiet=self._quiet())
         self._next_capture = pos + n
         if realigned:
             log.debug("capture realigned %s", kv(shift=pos - expected, pos=pos))
@@ -379,6 +390,8 @@ class FrontEnd:
             **self.counters,
             "capture_realigned_total": self._capture.realigns,
             "playback_reanchored_total": self._play.reanchors,
+            # estimates that would have trimmed the lead mid-speech, held until a pause (not moves)
+            "alignment_deferred_total": self._capture.deferred + self._play.deferred,
             "error": self.failed,
         }
 
