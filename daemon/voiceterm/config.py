@@ -134,6 +134,16 @@ class AudioConfig:
     buffer_periods: int = field(
         default=4, metadata=_restart("ALSA playback buffer in periods (small keeps flush fast)", 2, 16)
     )
+    idle_fill_ms: int = field(
+        default=320,
+        metadata=_restart(
+            "silence queued in the playback device while nothing plays: the idle speaker wakes once per "
+            "this much less two periods, and its first sound restarts the stream; 0 = only the "
+            "buffer_periods (for an amplifier that clicks on a restart); not used with the front-end",
+            0,
+            2000,
+        ),
+    )
     preroll_ms: int = field(
         default=60,
         metadata=_restart("bot audio buffered before playback starts (jitter cover)", 0, 1000),

@@ -1,6 +1,6 @@
-"""The speaker while it has nothing to play: whole-buffer silence top-ups instead of a period at a time, back to
-period writes as soon as bot audio is queued, and `playing_changed()` told by the writer (nothing polls).
-Real alsa-lib file PCMs; the writes are counted, never timed."""
+"""The speaker while it has nothing to play: the idle fill topped up in one write instead of a period at a time,
+dropped by the first sound, two-period refills while playing, and `playing_changed()` told by the writer
+(nothing polls). Real alsa-lib file PCMs; the writes are counted, never timed."""
 
 from __future__ import annotations
 
@@ -27,57 +27,133 @@ BUFFER = 4 * PERIOD
 LOW_WATER = 2 * PERIOD
 
 
-class _CountingPcm:
-    """A real file PCM whose writes are recorded: (frames, whether any sample is not zero)."""
+class _Tap:
+    """Stands in for the front-end's reference tap: what the writer reports of every write and drop."""
 
-    def __init__(self, pcm: Any, writes: list[tuple[int, bool]]) -> None:
-        self._pcm = pcm
-        self._writes = writes
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, int, bool]] = []  # (kind, frames, fill after, sound)
 
-    def write(self, data: Any) -> int:
-        block = bytes(data)
-        self._writes.append((len(block) // 2, any(block)))
-        return self._pcm.write(data)
+    def played(self, block: bytes, done: float, fill_after: int, rate: int) -> None:
+        self.events.append(("write", len(block) // 2, fill_after, any(block)))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pcm, name)
+    def flushed(self) -> None:
+        self.events.append(("drop", 0, 0, False))
 
-
-class _CountingSpeaker(Speaker):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.writes: list[tuple[int, bool]] = []
-
-    def _open(self) -> Any:
-        return _CountingPcm(super()._open(), self.writes)
+    def reset(self) -> None:
+        pass
 
 
-async def test_an_idle_speaker_tops_the_buffer_up_and_bot_audio_goes_a_period_at_a_time(
-    speaker_env: AlsaEnv, audio_config: Any, wait_until: Any
+def _tapped(spk: Speaker) -> _Tap:
+    tap = _Tap()
+    spk._tap = tap  # type: ignore[assignment]  # the writer reports every write and drop here
+    return tap
+
+
+SLACK = RATE // 1000
+
+
+@pytest.mark.parametrize("idle_fill_ms", [320, 0])
+async def test_an_idle_speaker_fills_its_buffer_and_the_first_sound_drops_the_fill(
+    speaker_env: AlsaEnv, audio_config: Any, wait_until: Any, idle_fill_ms: int
 ) -> None:
+    """Idle: one silence write fills the device (idle fill included) and each later one tops it up from low
+    water. The first bot audio drops the idle fill and starts behind at most low water; while playing the
+    writer keeps to `buffer_periods` and refills two periods at a time (more after a late wake-up). What it wrote plays bit-exact."""
     signal = noise(RATE // 2, seed=71)  # no zero sample
-    spk = _CountingSpeaker(audio_config(), EarconsConfig(enabled=False))
+    spk = Speaker(audio_config(idle_fill_ms=idle_fill_ms), EarconsConfig(enabled=False))
+    device_buffer = max(BUFFER, idle_fill_ms * RATE // 1000)
+    tap = _tapped(spk)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             await nursery.start(spk.run)
-            await wait_until(lambda: len(spk.writes) >= 6, what="idle writes")
-            idle = list(spk.writes)
+            await wait_until(lambda: len(tap.events) >= 3, what="idle writes")
+            idle = list(tap.events)
             samples = signal.tobytes()
             for i in range(0, len(samples), 1920):
                 spk.enqueue(AudioChunk(samples[i : i + 1920], RATE))
             await wait_until(lambda: spk.stats()["frames_played_total"] >= signal.shape[0], what="playback")
             await wait_until(lambda: not spk.playing, what="the end of playback")
             nursery.cancel_scope.cancel()
-    # Idle: the first write fills the empty buffer, each later one tops it up from low water.
-    assert idle[0] == (BUFFER, False)
-    assert all(not sound and frames >= BUFFER - LOW_WATER - RATE // 1000 for frames, sound in idle[1:])
-    # With audio queued: one period per write, from the first block with bot audio to the last.
-    sounding = [i for i, (_, sound) in enumerate(spk.writes) if sound]
-    assert all(spk.writes[i][0] == PERIOD for i in range(sounding[0], sounding[-1] + 1))
+    first_sound = next(i for i, e in enumerate(tap.events) if e[3])
+    assert idle[0] == ("write", device_buffer, device_buffer, False)  # the empty device filled in one write
+    assert all(
+        kind == "write" and fill >= device_buffer - SLACK and frames >= device_buffer - LOW_WATER - SLACK
+        for kind, frames, fill, _ in idle
+    )
+    drops = [e for e in tap.events[:first_sound] if e[0] == "drop"]
+    assert len(drops) == (1 if idle_fill_ms else 0)  # the idle fill ahead of the first sound, and only it
+    _, frames, fill, _ = tap.events[first_sound]
+    assert fill - frames <= LOW_WATER + PERIOD + SLACK  # behind the low fill kept while pre-rolling
+    sounding = [e for e in tap.events[first_sound:] if e[0] == "write" and e[3]]
+    assert all(frames % PERIOD == 0 and fill <= BUFFER for _, frames, fill, _ in sounding)
+    periods = signal.shape[0] // PERIOD
+    assert len(sounding) <= periods // 2 + 2, [e[1] // PERIOD for e in sounding]
     out = read_raw(speaker_env.path("out.raw"))
     start = int(np.flatnonzero(out)[0])
     np.testing.assert_array_equal(out[start : start + signal.shape[0]], signal)
     assert spk.stats()["xruns_total"] == 0 and spk.stats()["underruns_total"] == 0
+
+
+async def test_with_an_echo_reference_the_stream_is_never_restarted_for_the_idle_fill(
+    speaker_env: AlsaEnv, audio_config: Any, wait_until: Any
+) -> None:
+    """The front-end's reference follows one unbroken stream: no idle fill beyond the playing buffer, so the
+    first sound after idle drops nothing."""
+
+    class Reference:
+        def played(self, data: bytes, play_at: float) -> None: ...
+        def flushed(self, at: float) -> None: ...
+        def playback_reset(self) -> None: ...
+
+    spk = Speaker(audio_config(), EarconsConfig(volume_percent=50), reference=Reference())
+    tap = _tapped(spk)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(spk.run)
+            await wait_until(lambda: len(tap.events) >= 2, what="idle writes")
+            spk.earcon("press")
+            await wait_until(lambda: any(e[3] for e in tap.events), what="the tone")
+            nursery.cancel_scope.cancel()
+    assert tap.events[0][1] == BUFFER  # the idle top-up fills the small buffer only
+    assert all(kind == "write" and fill <= BUFFER for kind, _, fill, _ in tap.events)
+
+
+async def test_an_earcon_after_idle_drops_the_idle_fill(
+    speaker_env: AlsaEnv, audio_config: Any, wait_until: Any
+) -> None:
+    spk = Speaker(audio_config(), EarconsConfig(volume_percent=50))
+    tap = _tapped(spk)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(spk.run)
+            await wait_until(lambda: len(tap.events) >= 2, what="idle writes")
+            spk.earcon("press")
+            await wait_until(lambda: any(e[3] for e in tap.events), what="the tone")
+            nursery.cancel_scope.cancel()
+    first_sound = next(i for i, e in enumerate(tap.events) if e[3])
+    # The idle fill dropped, the low fill written again, then the tone behind it.
+    assert [e[0] for e in tap.events[first_sound - 2 : first_sound]] == ["drop", "write"]
+    _, frames, fill, sound = tap.events[first_sound - 1]
+    assert frames == LOW_WATER and fill >= LOW_WATER - SLACK and not sound
+    _, frames, fill, _ = tap.events[first_sound]
+    assert LOW_WATER - SLACK <= fill - frames <= LOW_WATER  # the tone is not later than from a small buffer
+
+
+async def test_a_flush_while_idle_keeps_the_idle_fill(
+    speaker_env: AlsaEnv, audio_config: Any, wait_until: Any
+) -> None:
+    """A bell that brings nothing to play (a flush of nothing) does not restart the device."""
+    spk = Speaker(audio_config(), EarconsConfig(enabled=False))
+    tap = _tapped(spk)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(spk.run)
+            await wait_until(lambda: len(tap.events) >= 2, what="idle writes")
+            assert spk.flush(trio.current_time()) == 0
+            n = len(tap.events)
+            await wait_until(lambda: len(tap.events) >= n + 2, what="more idle writes")
+            nursery.cancel_scope.cancel()
+    assert all(e[0] == "write" and not e[3] for e in tap.events)
 
 
 async def test_playing_changed_says_when_bot_audio_starts_and_ends(
@@ -136,6 +212,10 @@ class _SteppedPcm:
                 self._started = time.perf_counter()
             self._written += n
         return n
+
+    def drop(self) -> None:
+        self._pcm.drop()
+        self._written, self._started = 0, None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pcm, name)

@@ -14,10 +14,21 @@ from typing import Any
 
 from voiceterm.io.alsa import EPIPE, AlsaPcm
 from voiceterm.io.alsa_pacing import UNCLOCKED_WRITES, PlaybackPacer, UnclockedDetector
+from voiceterm.io.audio_device_thread import Bell
 
 log = logging.getLogger("voiceterm.audio")
 
 WRITE_TRIES = 4  # a write is retried after an underrun, and continued if it came back short
+
+MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on rounding)
+# A device whose pointer moves in steps (a period interrupt, PulseAudio's transfers) reports the same fill
+# until the next step, so a sleep computed for a smoothly draining buffer ends too early and the writer
+# would spin at MIN_WAIT_S (measured: 1,400-1,700 wake-ups a second beside another PulseAudio client). When
+# the fill did not move during a whole sleep (not one a ring cut short), the device is taken for such a one
+# until it is reopened (PlaybackDevice.stepped): the writer then sleeps until the fill could be down to low
+# water at the device's rate, and at least this fraction of a period, so it wakes about once a period, as a
+# blocking write would.
+STALLED_WAIT_PERIODS = 0.25
 
 
 class PlaybackDevice:
@@ -32,7 +43,7 @@ class PlaybackDevice:
         self._detector = UnclockedDetector(UNCLOCKED_WRITES)
         self._xruns = 0  # underruns seen during writes (the device ran dry under a write)
         # The pointer moves in steps (a period interrupt, PulseAudio's transfers): the fill read the same
-        # before and after a whole sleep. The writer then sleeps longer (io/speaker.py, STALLED_WAIT_PERIODS).
+        # before and after a whole sleep. The writer then sleeps longer (`sleep`, STALLED_WAIT_PERIODS).
         self.stepped = False
         self._slept_at: int | None = None  # the fill before the writer's last whole sleep
 
@@ -44,9 +55,14 @@ class PlaybackDevice:
         self._slept_at = None
         return fill
 
-    def slept(self, fill: int, rung: bool) -> None:
-        """The writer slept with `fill` in the device; `rung`: woken early, so the sleep says nothing."""
-        self._slept_at = None if rung else fill
+    def sleep(self, bell: Bell, fill: int, seconds: float, low: int) -> bool:
+        """Sleep `seconds` or until `bell` rings (True), with `fill` in the device. On a device whose pointer
+        moves in steps, sleep until the fill could be down to `low` instead (see STALLED_WAIT_PERIODS)."""
+        if self.stepped:
+            seconds = max(seconds, STALLED_WAIT_PERIODS * self.period / self.rate, (fill - low) / self.rate)
+        rung = bell.wait(max(MIN_WAIT_S, seconds))
+        self._slept_at = None if rung else fill  # woken early: the sleep says nothing about the pointer
+        return rung
 
     def write(self, block: bytes) -> tuple[float, int]:
         """Write all of `block` (S16_LE); returns (perf_counter time it returned, the fill after it)."""

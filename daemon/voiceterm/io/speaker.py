@@ -5,14 +5,24 @@ Choices, and why:
 - Bot audio at another rate is resampled (soxr, one stream per source rate) instead of reopening the
   device at that rate: a reopen gaps and clicks mid-sentence, and `hw:` devices often offer one rate only.
 - The device never starves: when there is nothing to play the writer keeps silence in the ALSA buffer, so
-  real hardware sees no xruns and no start/stop pops (I2S amplifiers click on every restart). While the
-  speaker is idle (nothing queued, no earcon) it tops the whole buffer up in one write and sleeps until
-  the fill is down to two periods, so it wakes every (buffer - 2) periods instead of every period; as soon
-  as bot audio is queued it keeps the low fill (two to three periods) again. The pre-roll (60 ms) is
-  longer than the extra idle silence drains in, so bot audio still starts behind the same low fill.
-- Bot audio is written as soon as it is due and there is room, up to the whole (small) ALSA buffer. The
-  writer is woken by `enqueue` only when it sleeps with nothing to play and audio just became due: a
-  writer waiting for room in the buffer has nothing to do until there is room.
+  real hardware sees no xruns and no start/stop pops (I2S amplifiers click on every restart).
+- While playing, the writer uses `audio.buffer_periods` of the ALSA buffer (small, so a flush is fast and
+  bot audio starts behind at most two periods of silence). It refills in blocks of (buffer - low water)
+  frames, two periods at the defaults: it wakes when the fill is down to low water (two periods) and tops
+  it up, about 25 times a second, not once per period.
+- The device is opened with room for `audio.idle_fill_ms` as well. While the speaker is idle (nothing
+  queued, nothing audible, no earcon) the writer fills all of it with silence in one write and sleeps
+  until it is down to low water: about 3.6 wake-ups a second at the default 320 ms, where a 4-period
+  buffer took 25 (most of an idle kiosk's CPU). The first sound after that (bot audio, an earcon) drops
+  the queued silence (the stream restarts at once, as after an interruption), so it starts no later than
+  from a small buffer. `idle_fill_ms = 0` keeps the small buffer and never drops for that: for an
+  amplifier that clicks on a restart. Not with the audio front-end: each restart re-anchors its echo
+  reference on a fresh pointer estimate, and in the simulated room that made reference audio late (927
+  and 1,251 frames a run against 0) and one reply in twenty lose its cancellation (6.6 dB); the front-end
+  keeps an unbroken stream and the small buffer's top-ups (about 0.2 % of a core).
+- Bot audio is written as soon as it is due and there is room for a refill. The writer is woken by
+  `enqueue` only when it sleeps with nothing to play and audio just became due: a writer waiting for room
+  in the buffer has nothing to do until there is room.
 - Audio stays S16_LE bytes from the link to ALSA: numpy and soxr are loaded only for a resampler, a volume
   other than 100 % or a stereo stream (core/pcm.py, core/resample.py).
 - `playing` (bot audio audible) changes are posted to the event loop by the writer when it sees them
@@ -51,15 +61,6 @@ log = logging.getLogger("voiceterm.audio")
 
 UNDERRUN_WINDOW_S = 0.5  # audio resuming within this much silence was an underrun, later a new utterance
 EARCON_QUEUE_MAX = 4  # earcons waiting to start; older ones are dropped beyond it
-MIN_WAIT_S = 0.0005  # shortest sleep of the writer (avoids a busy loop on rounding)
-# A device whose pointer moves in steps (a period interrupt, PulseAudio's transfers) reports the same fill
-# until the next step, so a sleep computed for a smoothly draining buffer ends too early and the writer
-# would spin at MIN_WAIT_S (measured: 1,400-1,700 wake-ups a second beside another PulseAudio client). When
-# the fill did not move during a whole sleep (not one a ring cut short), the device is taken for such a one
-# until it is reopened (PlaybackDevice.stepped): the writer then sleeps until the fill could be down to low
-# water at the device's rate, and at least this fraction of a period, so it wakes about once a period, as a
-# blocking write would.
-STALLED_WAIT_PERIODS = 0.25
 TIMED_CHUNKS_MAX = 512  # chunks waiting for their first write to be timed; later ones go untimed
 
 
@@ -87,7 +88,11 @@ class Speaker(DeviceWorker):
         )
         self.rate = audio.player_sample_rate
         self.period_frames = max(1, self.rate * audio.period_ms // 1000)
-        self.periods = audio.buffer_periods
+        self.periods = audio.buffer_periods  # used while playing
+        # The device's buffer: the playing part plus the idle fill (see the module docstring), but not with
+        # an echo reference to feed (the restart at each first sound would re-anchor it).
+        idle_periods = -(-audio.idle_fill_ms // audio.period_ms) if reference is None else 0
+        self.device_periods = max(self.periods, idle_periods)
         self.volume = audio.volume_percent / 100.0
         self.wall_clock = audio.pacing == "wall-clock"
         self.earcons = earcons
@@ -119,18 +124,7 @@ class Speaker(DeviceWorker):
         self._device_delay = 0  # frames in the device after the last write (not audible yet)
         self._write_lost = 0  # bot frames pulled for a write that failed with the device
         self._frames_in = 0  # bot frames handed to enqueue (device rate): the accounting's starting point
-        # Latency, timed from the link's receive stamp (`received_at`, trio time) when the chunk has one:
-        # receive_to_playout - the daemon's processing until the frames sit in the playout buffer;
-        # receive_to_write - until the chunk's first frame is written to ALSA (the designed jitter-buffer
-        #   wait included); receive_to_audible - until that frame leaves the device (the device buffer's
-        #   fill ahead of it added, by the device's clock); interruption - an interruption's arrival until
-        #   the device holds no old audio.
-        self.latency = {
-            "receive_to_playout": LatencyRecorder(),
-            "receive_to_write": LatencyRecorder(),
-            "receive_to_audible": LatencyRecorder(),
-            "interruption": LatencyRecorder(),
-        }
+        self.latency = latency_recorders()
         self._timed = ChunkTimes(
             self.rate, TIMED_CHUNKS_MAX, self.latency["receive_to_write"], self.latency["receive_to_audible"]
         )
@@ -290,7 +284,7 @@ class Speaker(DeviceWorker):
     # --- device thread ------------------------------------------------------------------------
 
     def _open(self) -> AlsaPcm:
-        return AlsaPcm(PLAYBACK, self.device, self.rate, self.period_frames, self.periods)
+        return AlsaPcm(PLAYBACK, self.device, self.rate, self.period_frames, self.device_periods)
 
     def _opened(self, pcm: AlsaPcm) -> None:
         log.info(
@@ -315,17 +309,21 @@ class Speaker(DeviceWorker):
 
     def _serve(self, pcm: AlsaPcm) -> None:
         out = PlaybackDevice(pcm, wall_clock=self.wall_clock)
-        period, buffer, rate = out.period, out.buffer, out.rate
+        period, rate = out.period, out.rate
+        # The part of the device's buffer used while playing; all of it holds the idle fill.
+        buffer = min(out.buffer, self.periods * period)
         # Low water: enough silence queued to ride out a late wake-up, little enough not to delay the bot.
         low_water = max(0, min(2 * period, buffer - period))
+        refill = max(period, buffer - low_water)  # frames a wake-up while playing waits room for
         slack = rate // 1000  # a wake-up 1 ms early counts as on time (no extra wake-up for rounding)
-        silence = bytes(2 * buffer)
+        silence = bytes(2 * out.buffer)
         lock = self._lock
         playout = self._playout
+        idle_fill_ahead = False  # the device may hold more idle silence than the playing part of it
         while True:
             fill = out.fill()
             sleep: float | None = None
-            idle = False
+            idle = refill_low = False
             with lock:
                 if self._stop.is_set():
                     return
@@ -338,14 +336,21 @@ class Speaker(DeviceWorker):
                 elif playout.state is PlayoutState.IDLE and not self._earcons and not self._playing_told:
                     self._writer_waits = "idle"  # enqueue and earcon ring the bell
                     idle = True
+                elif fill > buffer and idle_fill_ahead:
+                    # The idle fill ahead of the first sound: dropped (once), and the low fill written
+                    # again, so the sound starts as from a small buffer, with low water behind it to ride
+                    # out a late wake-up.
+                    drop_now = refill_low = True
+                    idle_fill_ahead = False
                 else:
                     free = buffer - fill
                     due = playout.available()
                     wanted = due >= period or bool(self._earcons)
                     urgent = fill <= low_water + slack
                     if free < period or not (urgent or wanted):
-                        # Wanted audio waits for room; otherwise sleep until the fill reaches low water.
-                        sleep = (period - free) / rate if wanted else (fill - low_water - slack) / rate
+                        # Wanted audio waits for room for a refill; otherwise sleep until the fill reaches
+                        # low water.
+                        sleep = (refill - free) / rate if wanted else (fill - low_water - slack) / rate
                         self._writer_waits = "room" if wanted else "low"
                     else:
                         if (
@@ -357,25 +362,28 @@ class Speaker(DeviceWorker):
                         ):
                             # About to run dry: let the resampler's delayed tail out first.
                             self._push(self._resampler.finish().astype("<i2", copy=False).tobytes())
-                        block, bot = self._next_block(period)
+                        # Due audio: as much of it as fits, in whole periods; else one period of silence.
+                        n = max(1, min(free, due) // period) * period if due >= period else period
+                        block, bot = self._next_block(n)
                         gen = self._flush_gen
                         self._writing_bot = bot > 0
                         first = self._gone_pos  # stream position of the block's first bot frame
                         self._gone_pos += bot
             if idle:
                 self._serve_idle(out, silence, low_water + slack)
+                idle_fill_ahead = out.buffer > buffer
                 continue
             if sleep is not None:
-                self._sleep(out, fill, sleep, low_water + slack)
+                out.sleep(self._bell, fill, sleep, low_water + slack)
                 continue
             if drop_now:
-                out.drop()
-                self._tap.flushed()
-                self._device_delay = 0
+                self._dropped_device(out)
                 with lock:
                     since, self._interrupt_since = self._interrupt_since, None
                 if since is not None:
                     self.latency["interruption"].record(self._trio_time() - since)
+                if refill_low and low_water:
+                    self._write_silence(out, silence[: 2 * low_water])
                 continue
             try:
                 done, fill_after = out.write(block)
@@ -400,24 +408,22 @@ class Speaker(DeviceWorker):
                         self._timed.written(first, bot, self.last_write_at, ahead / rate)
                     else:
                         self._drop_pending = True  # flushed while this block was on its way in
-                    # Playing on, with no room for the next period: sleep until there is, without a
-                    # second pass of the loop (a flush, an earcon or stop rings the bell meanwhile).
+                    # Playing on, with no room for the next period: sleep until there is room for a
+                    # refill, without a second pass of the loop (a flush, an earcon or stop rings the bell
+                    # meanwhile).
                     free = buffer - fill_after
                     if free < period and not self._drop_pending and playout.available() >= period:
                         self._tell_playing()
                         self._writer_waits = "room"
-                        sleep = (period - free) / rate
+                        sleep = (refill - free) / rate
             if sleep is not None:
-                self._sleep(out, fill_after, sleep, low_water + slack)
+                out.sleep(self._bell, fill_after, sleep, low_water + slack)
 
-    def _sleep(self, out: PlaybackDevice, fill: int, seconds: float, low: int) -> bool:
-        """Sleep `seconds` or until the bell rings (True). On a device whose pointer moves in steps, sleep
-        until the fill could be down to `low` instead (see STALLED_WAIT_PERIODS)."""
-        if out.stepped:
-            seconds = max(seconds, STALLED_WAIT_PERIODS * out.period / out.rate, (fill - low) / out.rate)
-        rung = self._bell.wait(max(MIN_WAIT_S, seconds))
-        out.slept(fill, rung)
-        return rung
+    def _dropped_device(self, out: PlaybackDevice) -> None:
+        """Discard what the device holds (an interruption, or the idle fill ahead of the first sound)."""
+        out.drop()
+        self._tap.flushed()
+        self._device_delay = 0
 
     def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
@@ -427,15 +433,19 @@ class Speaker(DeviceWorker):
         while True:
             fill = out.fill()
             if fill <= low:
-                free = buffer - fill
-                done, fill = out.write(silence[: 2 * free])
-                self._tap.played(silence[: 2 * free], done, fill, rate)
-                # Counters this thread alone writes: the stats' readers see the old or the new value.
-                self._device_frames += free
-                self._device_delay = fill
-                self._xruns += out.take_xruns()
-            if self._sleep(out, fill, (fill - low) / rate, low):
+                fill = self._write_silence(out, silence[: 2 * (buffer - fill)])
+            if out.sleep(self._bell, fill, (fill - low) / rate, low):
                 return
+
+    def _write_silence(self, out: PlaybackDevice, block: bytes) -> int:
+        """Write silence (nothing queued); returns the fill after it."""
+        done, fill = out.write(block)
+        self._tap.played(block, done, fill, out.rate)
+        # Counters this thread alone writes: the stats' readers see the old or the new value.
+        self._device_frames += len(block) // 2
+        self._device_delay = fill
+        self._xruns += out.take_xruns()
+        return fill
 
     def _tell_playing(self) -> None:
         """Post a change of `playing` to the event loop (device thread, lock held)."""
@@ -451,6 +461,17 @@ class Speaker(DeviceWorker):
         """n frames for the device: bot audio (or silence) with any pending earcon mixed over it."""
         block, bot = self._playout.pull(n)
         return self._earcons.mix(block, bot), bot
+
+
+def latency_recorders() -> dict[str, LatencyRecorder]:
+    """The speaker's latency, timed from the link's receive stamp (`received_at`, trio time) when the chunk
+    has one: receive_to_playout - the daemon's processing until the frames sit in the playout buffer;
+    receive_to_write - until the chunk's first frame is written to ALSA (the designed jitter-buffer wait
+    included); receive_to_audible - until that frame leaves the device (the device buffer's fill ahead of it
+    added, by the device's clock); interruption - an interruption's arrival until the device holds no old
+    audio."""
+    names = ("receive_to_playout", "receive_to_write", "receive_to_audible", "interruption")
+    return {name: LatencyRecorder() for name in names}
 
 
 def _mix_down(pcm: bytes, channels: int) -> bytes:
