@@ -1,5 +1,6 @@
-"""An open playback PCM as the speaker's writer thread uses it: write a block, know the fill, drop, count xruns;
-and the tap that tells the audio front-end's echo reference what the device played (`ReferenceTap`).
+"""An open playback PCM as the speaker's writer thread uses it: write a block, know the fill, drop, count xruns,
+sleep until the fill is down (on a pointer that moves in steps too); and the tap that tells the audio
+front-end's echo reference what the device played (`ReferenceTap`).
 
 The fill (frames written and not played yet) comes from the device's own pointer, or from a wall-clock pacer
 for an unclocked PCM (a file or null device), which is switched to by itself when writes show the device
