@@ -94,28 +94,31 @@ async def test_an_idle_speaker_fills_its_buffer_and_the_first_sound_drops_the_fi
     assert spk.stats()["xruns_total"] == 0 and spk.stats()["underruns_total"] == 0
 
 
-async def test_with_an_echo_reference_the_stream_is_never_restarted_for_the_idle_fill(
+async def test_with_an_echo_reference_the_stream_is_unbroken_and_written_a_period_at_a_time(
     speaker_env: AlsaEnv, audio_config: Any, wait_until: Any
 ) -> None:
-    """The front-end's reference follows one unbroken stream: no idle fill beyond the playing buffer, so the
-    first sound after idle drops nothing."""
+    """The front-end's reference follows one unbroken stream kept well ahead of the capture side: no idle fill
+    beyond the playing buffer (the first sound drops nothing), and bot audio goes a period per write."""
 
     class Reference:
         def played(self, data: bytes, play_at: float) -> None: ...
         def flushed(self, at: float) -> None: ...
         def playback_reset(self) -> None: ...
 
-    spk = Speaker(audio_config(), EarconsConfig(volume_percent=50), reference=Reference())
+    signal = noise(RATE // 4, seed=75)  # no zero sample
+    spk = Speaker(audio_config(), EarconsConfig(enabled=False), reference=Reference())
     tap = _tapped(spk)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             await nursery.start(spk.run)
             await wait_until(lambda: len(tap.events) >= 2, what="idle writes")
-            spk.earcon("press")
-            await wait_until(lambda: any(e[3] for e in tap.events), what="the tone")
+            spk.enqueue(AudioChunk(signal.tobytes(), RATE))
+            await wait_until(lambda: spk.stats()["frames_played_total"] >= signal.shape[0], what="playback")
             nursery.cancel_scope.cancel()
     assert tap.events[0][1] == BUFFER  # the idle top-up fills the small buffer only
     assert all(kind == "write" and fill <= BUFFER for kind, _, fill, _ in tap.events)
+    sounding = [frames for kind, frames, _, sound in tap.events if sound]
+    assert sounding and all(frames == PERIOD for frames in sounding)
 
 
 async def test_an_earcon_after_idle_drops_the_idle_fill(

@@ -9,7 +9,9 @@ Choices, and why:
 - While playing, the writer uses `audio.buffer_periods` of the ALSA buffer (small, so a flush is fast and
   bot audio starts behind at most two periods of silence). It refills in blocks of (buffer - low water)
   frames, two periods at the defaults: it wakes when the fill is down to low water (two periods) and tops
-  it up, about 25 times a second, not once per period.
+  it up, about 25 times a second, not once per period. With the audio front-end it writes a period at a
+  time, keeping the fill at three to four periods: in the simulated room, block refills let the echo
+  reference fall behind the capture side in one run of two (6,576 late frames, a self-interruption).
 - The device is opened with room for `audio.idle_fill_ms` as well. While the speaker is idle (nothing
   queued, nothing audible, no earcon) the writer fills all of it with silence in one write and sleeps
   until it is down to low water: about 3.6 wake-ups a second at the default 320 ms, where a 4-period
@@ -93,6 +95,9 @@ class Speaker(DeviceWorker):
         # an echo reference to feed (the restart at each first sound would re-anchor it).
         idle_periods = -(-audio.idle_fill_ms // audio.period_ms) if reference is None else 0
         self.device_periods = max(self.periods, idle_periods)
+        # Refills of (buffer - low water) while playing; with an echo reference, a period at a time, which
+        # keeps the reference further ahead of the capture side.
+        self._block_refills = reference is None
         self.volume = audio.volume_percent / 100.0
         self.wall_clock = audio.pacing == "wall-clock"
         self.earcons = earcons
@@ -314,7 +319,8 @@ class Speaker(DeviceWorker):
         buffer = min(out.buffer, self.periods * period)
         # Low water: enough silence queued to ride out a late wake-up, little enough not to delay the bot.
         low_water = max(0, min(2 * period, buffer - period))
-        refill = max(period, buffer - low_water)  # frames a wake-up while playing waits room for
+        # Frames a wake-up while playing waits room for.
+        refill = max(period, buffer - low_water) if self._block_refills else period
         slack = rate // 1000  # a wake-up 1 ms early counts as on time (no extra wake-up for rounding)
         silence = bytes(2 * out.buffer)
         lock = self._lock
@@ -363,7 +369,9 @@ class Speaker(DeviceWorker):
                             # About to run dry: let the resampler's delayed tail out first.
                             self._push(self._resampler.finish().astype("<i2", copy=False).tobytes())
                         # Due audio: as much of it as fits, in whole periods; else one period of silence.
-                        n = max(1, min(free, due) // period) * period if due >= period else period
+                        n = period
+                        if due >= period and self._block_refills:
+                            n = max(1, min(free, due) // period) * period
                         block, bot = self._next_block(n)
                         gen = self._flush_gen
                         self._writing_bot = bot > 0
@@ -376,8 +384,10 @@ class Speaker(DeviceWorker):
             if sleep is not None:
                 out.sleep(self._bell, fill, sleep, low_water + slack)
                 continue
-            if drop_now:
-                self._dropped_device(out)
+            if drop_now:  # an interruption, or the idle fill ahead of the first sound
+                out.drop()
+                self._tap.flushed()
+                self._device_delay = 0
                 with lock:
                     since, self._interrupt_since = self._interrupt_since, None
                 if since is not None:
@@ -418,12 +428,6 @@ class Speaker(DeviceWorker):
                         sleep = (refill - free) / rate
             if sleep is not None:
                 out.sleep(self._bell, fill_after, sleep, low_water + slack)
-
-    def _dropped_device(self, out: PlaybackDevice) -> None:
-        """Discard what the device holds (an interruption, or the idle fill ahead of the first sound)."""
-        out.drop()
-        self._tap.flushed()
-        self._device_delay = 0
 
     def _serve_idle(self, out: PlaybackDevice, silence: bytes, low: int) -> None:
         """Nothing queued, nothing audible: top the device's buffer up with silence in one write whenever
