@@ -91,13 +91,12 @@ class Speaker(DeviceWorker):
         self.rate = audio.player_sample_rate
         self.period_frames = max(1, self.rate * audio.period_ms // 1000)
         self.periods = audio.buffer_periods  # used while playing
-        # The device's buffer: the playing part plus the idle fill (see the module docstring), but not with
-        # an echo reference to feed (the restart at each first sound would re-anchor it).
-        idle_periods = -(-audio.idle_fill_ms // audio.period_ms) if reference is None else 0
-        self.device_periods = max(self.periods, idle_periods)
-        # Refills of (buffer - low water) while playing; with an echo reference, a period at a time, which
-        # keeps the reference further ahead of the capture side.
+        # The idle fill and block refills (see the module docstring) save wake-ups; an echo reference instead
+        # needs one unbroken stream kept well ahead of the capture side: no idle fill (its drop at the first
+        # sound would re-anchor the reference) and a period per write.
         self._block_refills = reference is None
+        idle_periods = -(-audio.idle_fill_ms // audio.period_ms) if self._block_refills else 0
+        self.device_periods = max(self.periods, idle_periods)  # the device's buffer
         self.volume = audio.volume_percent / 100.0
         self.wall_clock = audio.pacing == "wall-clock"
         self.earcons = earcons
@@ -371,7 +370,7 @@ class Speaker(DeviceWorker):
                         # Due audio: as much of it as fits, in whole periods; else one period of silence.
                         n = period
                         if due >= period and self._block_refills:
-                            n = max(1, min(free, due) // period) * period
+                            n = min(free, due) // period * period  # free >= period here
                         block, bot = self._next_block(n)
                         gen = self._flush_gen
                         self._writing_bot = bot > 0
