@@ -16,6 +16,7 @@ from link.memnet import (  # tests/link/memnet.py (tests/ is on sys.path)
 from voiceterm.app import SHUTDOWN_GRACE_S, Daemon
 from voiceterm.config_load import config_from_dict
 from voiceterm.core import device_events as de
+from voiceterm.core.linkevents import ReceivedAudio
 from voiceterm.core.linkstate import LinkState, LinkStatus
 from voiceterm.core.terminal_inputs import ButtonEdge, KeyPress
 from voiceterm.io.link import Link
@@ -131,3 +132,23 @@ async def test_the_sigterm_goodbye_is_bounded_by_its_grace(autojump_clock) -> No
             outer.cancel_scope.cancel()
     assert "disconnect-bot" in heard
     assert stopped <= SHUTDOWN_GRACE_S
+
+
+async def test_bot_audio_the_link_hands_over_itself_cannot_raise_into_the_link(
+    autojump_clock, caplog
+) -> None:
+    """Link.handle_audio runs the daemon's audio handler in the link's own task: what that handling raises
+    costs the chunk (counted, one line), never the link's reader."""
+    daemon = Daemon(config())
+
+    class BrokenSpeaker:
+        def enqueue(self, chunk) -> None:
+            raise ValueError("a speaker that cannot take it")
+
+    daemon.speaker = BrokenSpeaker()  # type: ignore[assignment]
+    chunk = ReceivedAudio(b"\x00\x00" * 480, 24000, 1, received_at=trio.current_time())
+    daemon._bot_audio_from_link(chunk)
+    daemon._bot_audio_from_link(chunk)
+    assert daemon.counters["bot_events_failed_total"] == 2
+    lines = [r.getMessage() for r in caplog.records if "handling it failed" in r.getMessage()]
+    assert lines == ["bot event dropped: handling it failed error=ValueError"]  # once a minute at most

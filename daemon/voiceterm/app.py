@@ -154,6 +154,7 @@ class Daemon:
             self._nursery = nursery
             nursery.start_soon(self._signals)
             self.link.subscribe(self._on_link_status)
+            self.link.handle_audio(self._bot_audio_from_link)
             self.speaker = Speaker(
                 cfg.audio,
                 cfg.earcons,
@@ -291,12 +292,15 @@ class Daemon:
                 await task()
                 return
             except Exception as e:
-                self.counters["bot_events_failed_total"] += 1
-                held = self._bot_event_log.allow(time.monotonic())
-                if held is not None:
-                    more = f" (+{held} more since the last report)" if held else ""
-                    log.error("%s dropped: handling it failed %s%s", what, kv(error=type(e).__name__), more)
-                    log.debug("%s handling failed", what, exc_info=True)
+                self._handling_failed(what, e)
+
+    def _handling_failed(self, what: str, e: Exception) -> None:
+        self.counters["bot_events_failed_total"] += 1
+        held = self._bot_event_log.allow(time.monotonic())
+        if held is not None:
+            more = f" (+{held} more since the last report)" if held else ""
+            log.error("%s dropped: handling it failed %s%s", what, kv(error=type(e).__name__), more)
+            log.debug("%s handling failed", what, exc_info=True)
 
     def _view(self) -> StatusView:
         return self.terminal.state().view
@@ -333,6 +337,13 @@ class Daemon:
         async for event in self.link.events:
             handler = self._deliveries.get(event) or self._bot_event
             handler(event, trio.current_time())
+
+    def _bot_audio_from_link(self, chunk: AudioChunk) -> None:
+        """Bot audio the link hands over itself while `_link_events` waits idle (Link.handle_audio)."""
+        try:
+            self._bot_audio(chunk, trio.current_time())
+        except Exception as e:
+            self._handling_failed("bot event", e)
 
     def _bot_audio(self, chunk: AudioChunk, now: float) -> None:
         # Audio already in flight when the user barged in must not sound after the flush.

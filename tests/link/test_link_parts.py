@@ -1,5 +1,6 @@
 """The link's small pure parts: the one exception walker (voiceterm/errors.py), the network words
-(io/neterrors.py) and the queue bookkeeping (core/linkqueues.py)."""
+(io/neterrors.py), the queue bookkeeping (core/linkqueues.py) and the order the inbound pipe keeps
+(io/linkpipes.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import sys
 
 import pytest
 import trio
+import trio.testing
 
 from voiceterm.core.linkqueues import Backlog, Outbox, OutgoingAudio, OutgoingMessage
 from voiceterm.core.linkstate import LinkCounters
 from voiceterm.errors import find_in_chain, first_real, walk
+from voiceterm.io.linkpipes import Inbound
 from voiceterm.io.neterrors import describe_network, describe_tls, status_is_unfixable
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -111,3 +114,26 @@ def test_the_backlog_keeps_the_newest_and_counts_what_it_drops():
     assert backlog.head() is c
     backlog.abandon()
     assert len(backlog) == 0 and counters.dropped_incoming_total == 2
+
+
+async def test_audio_waits_behind_an_event_handed_to_a_reader_that_has_not_run_yet():
+    """The reader is parked on the channel; an event reaches it (it is runnable, not run) and audio
+    follows in the same step: the audio goes through the channel, after the event, not inline before it."""
+    inbound = Inbound(LinkCounters(), capacity=4, backlog=4)
+    handled: list[str] = []
+    inbound.audio_handler = lambda event: handled.append(f"{event} inline")
+
+    async def read():
+        async for event in inbound.receive:
+            handled.append(event)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbound.deliver("audio 1", droppable=True)  # the reader waits idle: inline
+        assert inbound.deliver("bot-started-speaking", droppable=False)
+        assert inbound.deliver("audio 2", droppable=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbound.deliver("audio 3", droppable=True)
+        inbound.close()
+    assert handled == ["audio 1 inline", "bot-started-speaking", "audio 2", "audio 3 inline"]

@@ -511,6 +511,99 @@ async def test_a_full_events_channel_drops_audio_and_keeps_every_state_change_in
     assert link.snapshot()["incoming_backlog"] == 0
 
 
+class InlineReader:
+    """The app's way of reading the link: a handler for audio the link hands over itself (Link.handle_audio)
+    and a reader of `events` whose handling never awaits; both write to one list, in the order handled."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.handled: list[object] = []
+        self.inline: list[int] = []  # the sizes of the chunks the link handed over itself
+        link.handle_audio(self._inline)
+
+    def _inline(self, chunk) -> None:
+        self.inline.append(len(chunk.pcm))
+        self._handle(chunk)
+
+    def _handle(self, event) -> None:
+        self.handled.append(len(event.pcm) if isinstance(event, ReceivedAudio) else type(event).__name__)
+
+    async def read(self) -> None:
+        async for event in self.link.events:
+            self._handle(event)
+
+    async def wait_for(self, n: int) -> list[object]:
+        with trio.fail_after(10):
+            while len(self.handled) < n:
+                await trio.sleep(0.01)
+        return list(self.handled)  # before the link's close adds SessionEnded
+
+
+async def test_audio_that_finds_the_reader_idle_is_handled_by_the_link_itself_in_order(
+    autojump_clock, nursery
+):
+    async def talker(request):
+        ws = await request.accept()
+        await bot_ready_for(ws)
+        await trio.sleep(1)  # the reader has handled everything and waits
+        await ws.send_message(audio_frame(960))
+        await trio.sleep(1)
+        await ws.send_message(rtvi("bot-started-speaking"))
+        await ws.send_message(audio_frame(1920))
+        await ws.send_message(audio_frame(2880))
+        await ws.send_message(rtvi("bot-stopped-speaking"))
+        await trio.sleep(1)
+        await ws.send_message(audio_frame(3840))
+        while True:
+            await ws.get_message()
+
+    bot = MemoryBot(talker)
+    await nursery.start(bot.serve)
+    link = make_link(bot)
+    reader = InlineReader(link)
+    async with run_link(link) as inner:
+        inner.start_soon(reader.read)
+        handled = await reader.wait_for(8)
+    assert handled == [
+        "SessionStarted",
+        "BotReady",
+        960,
+        "BotStartedSpeaking",
+        1920,
+        2880,
+        "BotStoppedSpeaking",
+        3840,
+    ]
+    # The chunks that came to an idle reader went no other way; the ones right behind an event may have.
+    assert 960 in reader.inline and 3840 in reader.inline
+    assert link.counters.dropped_incoming_total == 0
+
+
+async def test_audio_behind_an_event_the_reader_has_not_taken_goes_through_the_channel(
+    autojump_clock, nursery
+):
+    async def talker(request):
+        ws = await request.accept()
+        await bot_ready_for(ws)
+        await ws.send_message(rtvi("bot-started-speaking"))
+        await ws.send_message(audio_frame(1920))
+        while True:
+            await ws.get_message()
+
+    bot = MemoryBot(talker)
+    await nursery.start(bot.serve)
+    link = make_link(bot)
+    reader = InlineReader(link)
+    async with run_link(link) as inner:
+        with trio.fail_after(10):
+            while link.counters.received_audio_total < 1:
+                await trio.sleep(0.01)
+        inner.start_soon(reader.read)  # only now: the events wait in the channel, the audio behind them
+        handled = await reader.wait_for(4)
+    assert handled == ["SessionStarted", "BotReady", "BotStartedSpeaking", 1920]
+    assert reader.inline == []
+
+
 async def test_mic_audio_and_messages_reach_the_bot_messages_first(autojump_clock, nursery):
     got: list[str] = []
 

@@ -141,6 +141,11 @@ class Link:
         """Call `callback(status)` synchronously, in the link task, after every status change."""
         self._subscribers.append(callback)
 
+    def handle_audio(self, handler: Callable[[Any], None]) -> None:
+        """Let the link call `handler(audio)` itself for bot audio that finds the reader of `events` idle,
+        instead of waking it: `handler` must be what that reader does with audio, and must not raise."""
+        self._inbound.audio_handler = handler
+
     def send_audio(self, pcm: bytes, sample_rate: int, captured_at: float | None = None) -> bool:
         """Queue one mic chunk. False (and counted) when the link is down or the queue is full.
 
