@@ -320,9 +320,10 @@ class Daemon:
         return on_fault
 
     def _mic_chunk(self, chunk: Any) -> None:
-        """One captured chunk, called on the event loop as the mic hands it over: no queue, no task switch."""
+        """One captured chunk, called on the event loop as the mic hands it over (no queue, no task switch),
+        timed by its own capture stamp as panel inputs are."""
         self.counters["mic_chunks_pumped_total"] += 1
-        out = self.terminal.mic(chunk.pcm, trio.current_time())
+        out = self.terminal.mic(chunk.pcm, chunk.captured_at)
         if out is not None:
             self.link.send_audio(out, self.mic_rate, captured_at=chunk.captured_at)
         else:
@@ -335,8 +336,7 @@ class Daemon:
 
     async def _link_events(self) -> None:
         async for event in self.link.events:
-            handler = self._deliveries.get(event) or self._bot_event
-            handler(event, trio.current_time())
+            (self._deliveries.get(event) or self._bot_event)(event, trio.current_time())
 
     def _bot_audio_from_link(self, chunk: AudioChunk) -> None:
         """Bot audio the link hands over itself while `_link_events` waits idle (Link.handle_audio)."""

@@ -137,3 +137,18 @@ async def test_audio_waits_behind_an_event_handed_to_a_reader_that_has_not_run_y
         assert inbound.deliver("audio 3", droppable=True)
         inbound.close()
     assert handled == ["audio 1 inline", "bot-started-speaking", "audio 2", "audio 3 inline"]
+
+
+async def test_after_the_upgrade_the_watched_stream_passes_calls_straight_through():
+    from voiceterm.io.wsopen import _Watched
+
+    left, right = trio.testing.memory_stream_pair()
+    cuts: list[BaseException] = []
+    watched = _Watched(left, cuts.append)
+    watched.pass_through()
+    assert watched.send_all == left.send_all and watched.receive_some == left.receive_some
+    await watched.send_all(b"hello")
+    assert await right.receive_some() == b"hello"
+    await right.aclose()
+    assert await watched.receive_some() == b""  # the end of the stream after the upgrade: no cut
+    assert cuts == []

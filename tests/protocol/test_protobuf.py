@@ -75,6 +75,23 @@ def test_encode_audio_sets_every_field():
 def test_encode_audio_refuses_bad_input(pcm, rate, channels, match):
     with pytest.raises(ProtocolError, match=match):
         ProtobufSerializer().encode_audio(pcm, rate, channels)
+    # Also right after a good chunk of the size and rate the mic sends (whose checks are then skipped).
+    s = ProtobufSerializer()
+    s.encode_audio(PCM, 16000)
+    with pytest.raises(ProtocolError, match=match):
+        s.encode_audio(pcm, rate, channels)
+
+
+def test_chunks_like_the_last_good_one_encode_the_same_and_true_is_not_rate_1():
+    s = ProtobufSerializer()
+    first = s.encode_audio(PCM, 16000)
+    again = s.encode_audio(bytes(len(PCM)), 16000)  # the same size and rate: the checked path's twin
+    assert frames_pb2.Frame.FromString(again).audio.audio == bytes(len(PCM))
+    assert again == first.replace(PCM, bytes(len(PCM)))
+    s.encode_audio(bytes(2), 1)
+    with pytest.raises(ProtocolError, match="must be an integer"):
+        s.encode_audio(bytes(2), True)  # equal to 1 as a key, not as a rate
+    assert s.encode_audio(bytearray(PCM), 16000) == first  # not bytes: checked (and copied) again
 
 
 def test_size_limit_counts_the_whole_message():

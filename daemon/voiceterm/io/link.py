@@ -316,7 +316,7 @@ class Link:
                                 sig.Opened(trio.current_time(), target.shown, serializer.supports_rtvi)
                             )
                             nursery.start_soon(self._guarded, self._session, self._reader)
-                            nursery.start_soon(self._guarded, self._session, self._write)
+                            nursery.start_soon(self._guarded, self._session, self._outbound.write)
                     finally:
                         # Its nursery takes no more work: a close() during the teardown below has
                         # nothing left to say goodbye on.
@@ -395,9 +395,6 @@ class Link:
             event, rtvi_events.ServerError
         ):  # after: a fatal one ends the session, and nothing follows that
             self._feed(sig.BotErrorSeen(received_at, session, event.error, event.fatal))
-
-    async def _write(self, session: _Session) -> None:
-        await self._outbound.write(session.ws, session.serializer)
 
     async def _ping(self, session: _Session) -> None:
         await session.ws.ping()

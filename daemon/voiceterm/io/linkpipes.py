@@ -102,7 +102,10 @@ class Outbound:
             self._wakeup.set()
         return queued
 
-    async def write(self, ws: WebSocketConnection, serializer: Serializer) -> None:
+    async def write(self, session: Any) -> None:
+        """Write for the life of `session` (its `ws` and its `serializer`)."""
+        ws: WebSocketConnection = session.ws
+        serializer: Serializer = session.serializer
         outbox = self.outbox
         while True:
             item = outbox.take()

@@ -92,6 +92,7 @@ class Microphone(DeviceWorker):
         self._level_of: tuple[bytes, float] = self._latest
         self._level: tuple[float, float] = (DBFS_FLOOR, DBFS_FLOOR)
         self._send: trio.MemorySendChannel[MicChunk] | Callable[[MicChunk], None] | None = None
+        self._deliver: Callable[[MicChunk], None] = self._to_function  # run() picks, trio thread
         self._chunks_total = 0
         self._overruns_total = 0
         self._dropped_total = 0
@@ -111,6 +112,8 @@ class Microphone(DeviceWorker):
         chunk is dropped and counted; never blocks), or a function called with it at once (no queue and
         no task switch per chunk; an exception it raises ends run() with it)."""
         self._send = send
+        # Decided once: the capture thread posts this for every chunk.
+        self._deliver = self._to_channel if isinstance(send, trio.MemorySendChannel) else self._to_function
         await self._run_worker(task_status)
 
     @property
@@ -160,22 +163,20 @@ class Microphone(DeviceWorker):
 
     # --- trio side ----------------------------------------------------------------------------
 
-    def _deliver(self, chunk: MicChunk) -> None:
+    def _to_function(self, chunk: MicChunk) -> None:
         send = self._send
         if send is None:
             return
-        if not isinstance(send, trio.MemorySendChannel):
-            try:
-                send(chunk)
-            except Exception as e:  # the consumer's bug must not become a TrioInternalError
-                self._send = None
-                self._fail(e)
-            return
         try:
-            send.send_nowait(chunk)
-        except trio.WouldBlock:
-            self._dropped_total += 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            send(chunk)  # type: ignore[operator]
+        except Exception as e:  # the consumer's bug must not become a TrioInternalError
+            self._send = None
+            self._fail(e)
+
+    def _to_channel(self, chunk: MicChunk) -> None:
+        try:
+            self._send.send_nowait(chunk)  # type: ignore[union-attr]
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             self._dropped_total += 1
 
     # --- device thread ------------------------------------------------------------------------

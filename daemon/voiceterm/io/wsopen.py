@@ -45,7 +45,7 @@ class Target:
 
 
 class _Watched(trio.abc.Stream):
-    """A stream that reports its end while the upgrade is under way (and is a plain pass-through after)."""
+    """A stream that reports its end while the upgrade is under way (and passes calls through after)."""
 
     def __init__(self, inner: trio.abc.Stream, on_cut: Callable[[BaseException], None]) -> None:
         self.inner = inner
@@ -78,6 +78,15 @@ class _Watched(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    def pass_through(self) -> None:
+        """The upgrade is over: from now on, calls go straight to the inner stream's own methods, so a
+        WebSocket message costs no extra coroutine layer on its way in or out."""
+        self.upgrading = False
+        inner = self.inner
+        self.send_all = inner.send_all  # type: ignore[method-assign]
+        self.receive_some = inner.receive_some  # type: ignore[method-assign]
+        self.wait_send_all_might_not_block = inner.wait_send_all_might_not_block  # type: ignore[method-assign]
 
     def _ended(self) -> None:
         if not self.upgrading:
@@ -187,7 +196,7 @@ class Connector:
                 message_queue_size=8,
                 max_message_size=self._bot.max_message_bytes,
             )
-            watched.upgrading = False
+            watched.pass_through()
             return ws
         raise cut[0]
 

@@ -216,15 +216,22 @@ def _varint_bytes(n: int) -> bytes:
 
 def encode_audio_frame(pcm: bytes, sample_rate: int, num_channels: int) -> bytes:
     """Frame{audio: AudioRawFrame{audio, sample_rate, num_channels}}, as protobuf serializes it."""
-    body = b"".join(
+    head, tail = _audio_frame_parts(len(pcm), sample_rate, num_channels)
+    return head + pcm + tail
+
+
+@lru_cache(maxsize=64)
+def _audio_frame_parts(n_bytes: int, sample_rate: int, num_channels: int) -> tuple[bytes, bytes]:
+    """The bytes before and after `n_bytes` of audio in its frame; cached (every chunk is the same size)."""
+    tail = b"".join(
         (
-            b"\x1a" + _varint_bytes(len(pcm)) if pcm else b"",
-            pcm,
             b"\x20" + _varint_bytes(sample_rate) if sample_rate else b"",
             b"\x28" + _varint_bytes(num_channels) if num_channels else b"",
         )
     )
-    return b"\x12" + _varint_bytes(len(body)) + body
+    field = b"\x1a" + _varint_bytes(n_bytes) if n_bytes else b""
+    body_len = len(field) + n_bytes + len(tail)
+    return b"\x12" + _varint_bytes(body_len) + field, tail
 
 
 def encode_message_frame(text: str) -> bytes:

@@ -27,12 +27,23 @@ class ProtobufSerializer(Serializer):
     name: ClassVar[str] = "protobuf"
     text_frames: ClassVar[bool] = False
     supports_rtvi: ClassVar[bool] = True
+    _checked_audio: tuple[int, int] | None = None  # (bytes, rate) of the last chunk that passed the checks
 
     def encode_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> bytes:
+        # Every chunk from the mic has the size and rate of the one before: what passed the checks once
+        # passes them again (bytes, mono, an int rate; the size decides the rest).
+        if (
+            type(pcm) is bytes
+            and type(sample_rate) is int
+            and num_channels == 1
+            and (len(pcm), sample_rate) == self._checked_audio
+        ):
+            return pbwire.encode_audio_frame(pcm, sample_rate, 1)
         pcm = self._check_audio(pcm, sample_rate, num_channels)
         # Every field set explicitly: pipecat divides by num_channels, so 0 would kill the session.
         out = pbwire.encode_audio_frame(pcm, sample_rate, 1)
         self._check_outgoing_size(out, f"audio chunk of {len(pcm)} bytes")
+        self._checked_audio = (len(pcm), sample_rate)
         return out
 
     def encode_message(self, message: dict[str, Any]) -> bytes:
