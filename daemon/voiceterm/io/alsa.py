@@ -164,6 +164,10 @@ class AlsaPcm:
             raise AudioDeviceError(describe_open_error(kind, device, alsa_reason(e))) from None
         info = pcm.info()
         self._pcm = pcm
+        # The device's own read and write, bound here: a capture or playback thread calls one of them every
+        # period, and the methods below would add a Python frame to each call.
+        self.read = pcm.read  # type: ignore[method-assign]
+        self.write = pcm.write  # type: ignore[method-assign]
         self.period_frames = int(info["period_size"])
         buffer_size = int(info.get("buffer_size") or 0)
         self.buffer_frames = buffer_size if buffer_size > 0 else self.period_frames * periods

@@ -245,7 +245,8 @@ class Microphone(DeviceWorker):
                 continue
             if n == 0:
                 continue
-            self._read_ok()
+            if self._in_burst:
+                self._read_ok()
             if gated:
                 gated = False
                 pending.clear()
