@@ -61,6 +61,7 @@ def test_encode_audio_sets_every_field():
     [
         (PCM, 16000, 2, "only mono"),
         (PCM, 16000, 0, "only mono"),
+        (PCM, 16000, True, "only mono"),
         (PCM, 0, 1, "out of range"),
         (PCM, -8000, 1, "out of range"),
         (PCM, 10**7, 1, "out of range"),

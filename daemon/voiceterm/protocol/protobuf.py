@@ -35,6 +35,7 @@ class ProtobufSerializer(Serializer):
         if (
             type(pcm) is bytes
             and type(sample_rate) is int
+            and type(num_channels) is int
             and num_channels == 1
             and (len(pcm), sample_rate) == self._checked_audio
         ):
