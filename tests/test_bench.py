@@ -150,9 +150,18 @@ def test_targets_and_report_from_synthetic_windows(capsys) -> None:
         "floor": [_window(2.0, 70.0), _window(2.4, 70.0)],
         "pipecat": [_window(5.0, 120.0), _window(4.5, 118.0)],
         "voiceterm_frontend": [_window(6.0, 80.0)],
+        "voiceterm_chunk40": [_window(2.2, 35.0), _window(2.4, 36.0)],
     }
+    windows["voiceterm_chunk40"][0].extra["capture_to_send"] = {"p50_ms": 0.5, "p99_ms": 0.9}
+    windows["voiceterm_chunk40"][1].extra["capture_to_send"] = {"p50_ms": 0.5, "p99_ms": 1.3}
     summary = summarize(windows, idle=[_window(0.2, 2.0), _window(0.25, 3.0)])
     assert summary["voiceterm_over_floor"]["best"] == 1.25  # 2.5 / 2.0: the best rounds
+    larger = summary["chunk40_cost"]
+    assert larger["over_20_ms_best"] == 0.88  # 2.2 / 2.5
+    assert larger["main_wakeups_per_s"]["all"] == [35.0, 36.0]
+    assert larger["main_wakeups_per_s_20_ms"]["all"] == [60.0, 62.0]
+    assert larger["capture_to_send_p99_ms"]["all"] == [0.9, 1.3]
+    assert larger["oldest_sample_older_ms"] == 20
     assert summary["voiceterm_over_floor"]["rounds"]["all"] == [1.5, 1.042]  # paired in time
     tier = {
         "label": "synthetic",
@@ -186,6 +195,8 @@ def test_targets_and_report_from_synthetic_windows(capsys) -> None:
     print_report(results, "results.json", None)
     out = capsys.readouterr().out
     assert "room tier skipped: no pulseaudio" in out
+    assert "audio.chunk_ms = 40 (full duplex): 2.20-2.40 % of a core, 0.88 x the 20 ms chunks'" in out
+    assert "capture -> send p99 0.90-1.30 ms (20 ms chunks: 2.50)" in out
     assert "start -> READY=1 p50 <= 300 ms" in out and "MISSED" in out
 
 

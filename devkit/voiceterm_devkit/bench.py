@@ -6,7 +6,8 @@ clock; the simulated room's clocked PulseAudio devices, device-paced).
 
 Per tier and round: voiceterm connected and idle in hold mode (no turn, the bot silent), then full duplex (a
 held button, the echo bot sending every chunk back); the floor and pipecat's client full duplex on the same
-devices; on the room tier voiceterm again with its audio front-end on (its own CPU and RSS cost). CPU per thread
+devices; voiceterm again with `audio.chunk_ms = 40` (its CPU, wake-ups and capture -> send latency); on the
+room tier voiceterm again with its audio front-end on (its own CPU and RSS cost). CPU per thread
 and wake-ups from /proc (bench_proc), RSS, audio both ways; start -> READY, the daemon's latency recorders,
 interruptions and reconnects once. Every target of issue 17 is checked (bench_checks); a missed one is printed
 with its gap. Results: a table on stdout (bench_report), out/bench/results.json and out/bench/latency.png
@@ -43,6 +44,8 @@ from voiceterm_devkit.bot import BotProcess
 from voiceterm_devkit.room import RoomUnavailable
 
 CLIENT_ORDER = ("voiceterm", "floor", "pipecat")
+DEFAULT_CHUNK_MS = 20  # the daemon's mic chunk (audio.period_ms) in every other window
+CHUNK40_MS = 40  # audio.chunk_ms in the voiceterm_chunk40 window: pipecat's own output size
 
 
 def machine_info() -> dict[str, Any]:
@@ -156,7 +159,9 @@ class _TierRun:
         self.daemons = DaemonRuns(bench.work, bench.bot, tier, bench.args)
         self.out: dict[str, Any] = {"label": tier.label, "pacing": tier.pacing}
         self.windows: dict[str, list[Window]] = {"voiceterm": [], "floor": [], "pipecat": []}
-        self.steps = ["voiceterm", "floor", "pipecat"]
+        # voiceterm_chunk40: the same daemon with `audio.chunk_ms = 40`, the option for the smallest boards.
+        self.windows["voiceterm_chunk40"] = []
+        self.steps = ["voiceterm", "floor", "pipecat", "voiceterm_chunk40"]
         if tier.name == "room":
             self.windows["voiceterm_frontend"] = []
             self.steps.append("voiceterm_frontend")
@@ -182,6 +187,9 @@ class _TierRun:
         elif kind == "voiceterm_frontend":
             print(f"{tag} voiceterm with the audio front-end on, {seconds:g} s full duplex", flush=True)
             self.frontend()
+        elif kind == "voiceterm_chunk40":
+            print(f"{tag} voiceterm with audio.chunk_ms = 40, {seconds:g} s full duplex", flush=True)
+            self.chunk40()
         else:
             print(f"{tag} {kind}, {seconds:g} s full duplex", flush=True)
             run_dir = self.bench.work / f"{kind}-{self.tier.name}-{round_no}"
@@ -269,6 +277,19 @@ class _TierRun:
         finally:
             self.exits.append({"tier": self.tier.name, "frontend": "on", **stop_daemon(daemon)})
 
+    def chunk40(self) -> None:
+        """Full duplex with 40 ms mic chunks: its CPU and wake-ups, and its capture -> send latency."""
+        daemon = self.daemons.new_daemon(frontend="off", audio={"chunk_ms": CHUNK40_MS})
+        daemon.start()
+        try:
+            self.daemons.wait_connected(daemon)
+            window, before, after = self.daemons.duplex_window(daemon)
+            sent = latency_between(before, after).get("capture_to_send", {})
+            window.extra["capture_to_send"] = {k: sent.get(k) for k in ("p50_ms", "p99_ms", "max_ms")}
+            self.windows["voiceterm_chunk40"].append(window)
+        finally:
+            self.exits.append({"tier": self.tier.name, "frontend": "off", **stop_daemon(daemon)})
+
 
 def _best(ws: list[Window]) -> Window:
     # Other load on a shared machine only ever adds CPU time: the least is the closest to the cost.
@@ -315,6 +336,19 @@ def summarize(windows: dict[str, list[Window]], idle: list[Window]) -> dict[str,
             "core_percent_difference": round(on.core_percent - off.core_percent, 3),
             "rss_steady_difference_mib": round((on.rss_steady_kib - off.rss_steady_kib) / 1024, 2),
             "rss_peak_difference_mib": round((on.rss_peak_kib - off.rss_peak_kib) / 1024, 2),
+        }
+    larger = windows.get("voiceterm_chunk40") or []
+    if larger and mine:
+        sent = [w.extra.get("capture_to_send") or {} for w in larger]
+        out["chunk40_cost"] = {
+            "chunk_ms": CHUNK40_MS,
+            "core_percent": dist([w.core_percent for w in larger], 3),
+            "over_20_ms_best": round(_best(larger).core_percent / _best(mine).core_percent, 3),
+            "main_wakeups_per_s": dist([_main(w, "wakeups_per_s") for w in larger], 1),
+            "main_wakeups_per_s_20_ms": dist([_main(w, "wakeups_per_s") for w in mine], 1),
+            "capture_to_send_p99_ms": dist([s["p99_ms"] for s in sent if s.get("p99_ms") is not None], 3),
+            # By construction, not measured: a chunk's oldest sample is one period old when its read returns.
+            "oldest_sample_older_ms": CHUNK40_MS - DEFAULT_CHUNK_MS,
         }
     if idle:
         best = _best(idle)

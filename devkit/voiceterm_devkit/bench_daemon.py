@@ -50,7 +50,9 @@ class DaemonRuns:
         self._runs = 0
         self._maps: dict[DaemonProcess, Path] = {}  # the thread-name map of each daemon with the shim
 
-    def new_daemon(self, *, frontend: str = "off", names: bool = True) -> DaemonProcess:
+    def new_daemon(
+        self, *, frontend: str = "off", names: bool = True, audio: dict[str, Any] | None = None
+    ) -> DaemonProcess:
         self._runs += 1
         run_dir = self.work / f"{self.name}-{self.tier.name}-{self._runs}"
         devices: Any = self.tier.devices(run_dir)
@@ -62,7 +64,7 @@ class DaemonRuns:
             bot_url=self.bot.url,
             alsa=devices,
             config={
-                "audio": {"pacing": self.tier.pacing},
+                "audio": {"pacing": self.tier.pacing, **(audio or {})},
                 "push_to_talk": {"mode": "hold", "max_turn_s": 3600.0},
                 "frontend": {"mode": frontend},
             },

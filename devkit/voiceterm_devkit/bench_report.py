@@ -98,6 +98,17 @@ def print_tier(name: str, tier: dict[str, Any]) -> None:
             f"(+{cost['core_percent_difference']:.2f}); RSS +{cost['rss_steady_difference_mib']:.1f} MiB steady, "
             f"+{cost['rss_peak_difference_mib']:.1f} MiB peak"
         )
+    larger = summary.get("chunk40_cost")
+    if larger:
+        at_20 = ((tier.get("latency") or {}).get("capture_to_send") or {}).get("p99_ms")
+        print(
+            f"  audio.chunk_ms = {larger['chunk_ms']} (full duplex): {_range(larger['core_percent'])} % of a core, "
+            f"{larger['over_20_ms_best']:.2f} x the 20 ms chunks' (best rounds); trio wake-ups "
+            f"{_range(larger['main_wakeups_per_s'], '{:.0f}')}/s against {_range(larger['main_wakeups_per_s_20_ms'], '{:.0f}')}/s; "
+            f"capture -> send p99 {_range(larger['capture_to_send_p99_ms'], '{:.2f}')} ms (20 ms chunks: "
+            f"{_f(at_20, '{:.2f}')}); each chunk's oldest sample {larger['oldest_sample_older_ms']} ms older when "
+            "its read returns (the period; by construction)"
+        )
     latency = tier.get("latency") or {}
     if latency:
         print("  latency inside the daemon (round 1's window; ms):")
