@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceterm import __version__
+from voiceterm.config import AudioConfig
 from voiceterm_devkit.bench_checks import checks
 from voiceterm_devkit.bench_clients import client_window, measure_client, start_client
 from voiceterm_devkit.bench_daemon import (
@@ -44,7 +45,7 @@ from voiceterm_devkit.bot import BotProcess
 from voiceterm_devkit.room import RoomUnavailable
 
 CLIENT_ORDER = ("voiceterm", "floor", "pipecat")
-DEFAULT_CHUNK_MS = 20  # the daemon's mic chunk (audio.period_ms) in every other window
+DEFAULT_CHUNK_MS = AudioConfig().period_ms  # the daemon's mic chunk in every other window (chunk_ms = 0)
 CHUNK40_MS = 40  # audio.chunk_ms in the voiceterm_chunk40 window: pipecat's own output size
 
 
